@@ -1,0 +1,222 @@
+"""Train / validation / test splits. Each says what it holds out and is seeded.
+
+=========================  ==================================================================
+split                      what it holds out
+=========================  ==================================================================
+:func:`random_per_user`    a random share of *each user's* interactions (stratified by user)
+:func:`temporal`           everything after a point in time, for all users at once
+:func:`leave_last_n`       each user's last ``n`` interactions (and the ``n`` before, for
+                           validation)
+:func:`cold_start_users`   all interactions of a random set of users (new users)
+:func:`cold_start_items`   all interactions with a random set of items (new items)
+:func:`new_items`          the demo world's new releases: everything after its cutoff
+=========================  ==================================================================
+
+All splits return a :class:`Split` of views of the same :class:`~perso_kit.data.Dataset`: the
+catalog and the users table are shared, only the interactions differ.
+
+>>> from perso_kit import load_dataset
+>>> split = random_per_user(load_dataset("demo"), test_fraction=0.25, seed=42)
+>>> print(split.description)           # doctest: +ELLIPSIS
+random 25% of each user's interactions held out for test ...
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import config
+from .data.dataset import Dataset
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Views of one dataset: ``train`` to fit on, ``test`` to score against, and optionally
+    ``validation`` (carved from the training part, for tuning) -- plus a sentence saying what
+    was held out."""
+
+    train: Dataset
+    test: Dataset
+    validation: Dataset | None
+    description: str
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.test.n_interactions == 0:
+            raise ValueError(f"this split leaves nothing to test on ({self.description}); "
+                             "use a larger test share or a dataset with more interactions")
+        if self.train.n_interactions == 0:
+            raise ValueError(f"this split leaves nothing to train on ({self.description})")
+
+    @property
+    def test_users(self) -> np.ndarray:
+        """Users with at least one test interaction: the users an evaluation scores."""
+        return np.sort(self.test.interactions["user_id"].unique())
+
+    def __repr__(self) -> str:
+        v = f", validation {self.validation.n_interactions:,}" if self.validation else ""
+        return (f"Split(train {self.train.n_interactions:,}{v}, test "
+                f"{self.test.n_interactions:,}: {self.description})")
+
+    def summary(self) -> pd.DataFrame:
+        """Interactions, users and items in each part, as a small table."""
+        parts = {"train": self.train, "validation": self.validation, "test": self.test}
+        return pd.DataFrame({
+            name: {"interactions": p.n_interactions,
+                   "users": p.interactions["user_id"].nunique(),
+                   "items": p.interactions["item_id"].nunique()}
+            for name, p in parts.items() if p is not None}).T
+
+
+def _seed(seed: int | None) -> int:
+    return config.seed() if seed is None else int(seed)
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must be between 0 and 1 (exclusive), got {value}: a share of "
+                         "0 leaves nothing to test on, a share of 1 leaves nothing to train on")
+
+
+def _per_user_tail(df: pd.DataFrame, n_tail: np.ndarray) -> np.ndarray:
+    """Mask of the last ``n_tail[user]`` rows of each user in the (already ordered) frame."""
+    pos_from_end = df.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    return pos_from_end < n_tail
+
+
+def random_per_user(ds: Dataset, test_fraction: float = 0.25, validation_fraction: float = 0.0,
+                    seed: int | None = None) -> Split:
+    """Hold out a random ``test_fraction`` of each user's interactions for test.
+
+    The protocol of Microsoft Recommenders' MovieLens benchmark is
+    ``random_per_user(ds, test_fraction=0.25)``. Each user with ``n`` interactions keeps
+    ``n - round(n * test_fraction)`` for training (at least one), so every user is both
+    trained on and, if ``n`` is large enough, tested. ``validation_fraction`` then carves a
+    share of the *training* part the same way, for tuning without touching the test part.
+    """
+    _check_fraction("test_fraction", test_fraction)
+    seed = _seed(seed)
+    rng = np.random.default_rng(seed)
+    df = ds.interactions.iloc[rng.permutation(ds.n_interactions)]
+    test_mask = _per_user_tail(df, _n_holdout(df, test_fraction))
+    train_df, test_df = df[~test_mask], df[test_mask]
+    desc = (f"random {test_fraction:.0%} of each user's interactions held out for test "
+            f"(seed {seed})")
+    validation = None
+    if validation_fraction:
+        _check_fraction("validation_fraction", validation_fraction)
+        val_mask = _per_user_tail(train_df, _n_holdout(train_df, validation_fraction))
+        validation = ds.with_interactions(train_df[val_mask].sort_index(), "validation")
+        train_df = train_df[~val_mask]
+        desc += f"; {validation_fraction:.0%} of the rest for validation"
+    return Split(ds.with_interactions(train_df.sort_index(), "train"),
+                 ds.with_interactions(test_df.sort_index(), "test"), validation, desc, seed)
+
+
+def _n_holdout(df: pd.DataFrame, fraction: float) -> np.ndarray:
+    """Per row: how many of its user's interactions to hold out (keeping at least one)."""
+    n = df.groupby("user_id", sort=False)["user_id"].transform("size").to_numpy()
+    return np.minimum(np.round(n * fraction).astype(int), n - 1)
+
+
+def temporal(ds: Dataset, test_fraction: float = 0.2, cutoff: int | None = None) -> Split:
+    """Hold out everything after a point in time, for all users at once.
+
+    The point is ``cutoff`` (a timestamp) if given, else the time that leaves the last
+    ``test_fraction`` of interactions for test. Users and items that first appear after the
+    cutoff are in the test part only: this is how a deployed system meets the future.
+    """
+    if cutoff is None:
+        _check_fraction("test_fraction", test_fraction)
+        cutoff = int(np.quantile(ds.interactions["timestamp"], 1 - test_fraction))
+    after = ds.interactions["timestamp"].to_numpy() >= cutoff
+    when = pd.Timestamp(cutoff, unit="s").date()
+    return Split(ds.with_interactions(ds.interactions[~after], "train"),
+                 ds.with_interactions(ds.interactions[after], "test"), None,
+                 f"all interactions from {when} on held out for test (global temporal split)")
+
+
+def leave_last_n(ds: Dataset, n: int = 1, validation_n: int = 0) -> Split:
+    """Hold out each user's last ``n`` interactions for test (and the ``validation_n`` before
+    them for validation). Users with no more than ``n + validation_n`` interactions stay
+    entirely in training and are not evaluated."""
+    if n < 1 or validation_n < 0:
+        raise ValueError(f"n must be >= 1 and validation_n >= 0, got n={n}, "
+                         f"validation_n={validation_n}")
+    df = ds.interactions.sort_values(["timestamp"], kind="stable")
+    size = df.groupby("user_id", sort=False)["user_id"].transform("size").to_numpy()
+    long_enough = size > n + validation_n
+    test_mask = _per_user_tail(df, np.where(long_enough, n, 0))
+    holdout = _per_user_tail(df, np.where(long_enough, n + validation_n, 0))
+    val_mask = holdout & ~test_mask
+    desc = f"each user's last {n} interaction(s) held out for test"
+    if validation_n:
+        desc += f", the {validation_n} before for validation"
+    short = int((~long_enough).any() and df.loc[~long_enough, "user_id"].nunique())
+    if short:
+        desc += f"; {short} users with too few interactions kept in training only"
+    return Split(ds.with_interactions(df[~holdout].sort_index(), "train"),
+                 ds.with_interactions(df[test_mask].sort_index(), "test"),
+                 ds.with_interactions(df[val_mask].sort_index(), "validation")
+                 if validation_n else None, desc)
+
+
+def cold_start_users(ds: Dataset, fraction: float = 0.1, n_visible: int = 0,
+                     seed: int | None = None) -> Split:
+    """Hold out all interactions of a random ``fraction`` of users (new users).
+
+    With ``n_visible > 0`` each held-out user's *first* ``n_visible`` interactions stay in
+    training: a user who has just signed up and rated a few items.
+    """
+    _check_fraction("fraction", fraction)
+    seed = _seed(seed)
+    users = ds.interactions["user_id"].unique()
+    rng = np.random.default_rng(seed)
+    held = rng.choice(users, size=max(1, int(round(fraction * len(users)))), replace=False)
+    df = ds.interactions.sort_values("timestamp", kind="stable")
+    is_held = df["user_id"].isin(held).to_numpy()
+    early = df.groupby("user_id", sort=False).cumcount().to_numpy() < n_visible
+    test_mask = is_held & ~early
+    desc = (f"all interactions of {len(held)} random users ({fraction:.0%}) held out "
+            f"for test" + (f", but their first {n_visible}" if n_visible else "")
+            + f" (seed {seed})")
+    return Split(ds.with_interactions(df[~test_mask].sort_index(), "train"),
+                 ds.with_interactions(df[test_mask].sort_index(), "test"), None, desc, seed)
+
+
+def cold_start_items(ds: Dataset, fraction: float = 0.1, items=None,
+                     seed: int | None = None) -> Split:
+    """Hold out every interaction with a random ``fraction`` of the interacted items (or with
+    the given ``items``): the held-out items have no training data at all (new items)."""
+    seed = _seed(seed)
+    if items is None:
+        _check_fraction("fraction", fraction)
+        pool = ds.interactions["item_id"].unique()
+        rng = np.random.default_rng(seed)
+        items = rng.choice(pool, size=max(1, int(round(fraction * len(pool)))), replace=False)
+        desc = f"all interactions with {len(items)} random items ({fraction:.0%}) held out"
+    else:
+        items = np.asarray(items)
+        ds.item_index(items)  # unknown ids fail here, with their names
+        desc = f"all interactions with {len(items)} given items held out"
+    is_held = ds.interactions["item_id"].isin(items).to_numpy()
+    return Split(ds.with_interactions(ds.interactions[~is_held], "train"),
+                 ds.with_interactions(ds.interactions[is_held], "test"), None,
+                 desc + f" for test (seed {seed})", seed)
+
+
+def new_items(ds: Dataset) -> Split:
+    """The demo world's item cold start: train on everything before its cutoff, test on the
+    interactions with items released after it (which have no training data)."""
+    if "new_item_ids" not in ds.meta or "cutoff" not in ds.meta:
+        raise ValueError(f"{ds.name} has no new releases; use cold_start_items(ds) to hold out "
+                         "random items instead")
+    cutoff = ds.meta["cutoff"]
+    before = ds.interactions["timestamp"].to_numpy() < cutoff
+    is_new = ds.interactions["item_id"].isin(ds.meta["new_item_ids"]).to_numpy()
+    return Split(ds.with_interactions(ds.interactions[before], "train"),
+                 ds.with_interactions(ds.interactions[~before & is_new], "test"), None,
+                 f"train before {pd.Timestamp(cutoff, unit='s').date()}; test: interactions "
+                 f"with the {len(ds.meta['new_item_ids'])} items released after it")
