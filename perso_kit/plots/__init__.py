@@ -1,0 +1,10 @@
+"""The figures the notebooks show, one module per part of the course.
+
+``style`` gives every figure the same look (:func:`finish` adds title, axis labels and a
+takeaway line). Topic modules add their own plotting functions and are imported here.
+"""
+from __future__ import annotations
+
+from .style import MODEL_COLORS, color, finish, new_figure
+
+__all__ = ["MODEL_COLORS", "color", "finish", "new_figure"]

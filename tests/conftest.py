@@ -1,0 +1,50 @@
+"""Shared fixtures: the demo world, and notebooks executed once per test session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a real LLM unless a live test asks for one explicitly.
+for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
+            "PERSO_KIT_LLM_BACKEND", "PERSO_KIT_LLM_REPLAY", "PERSO_KIT_LLM_MODEL"):
+    os.environ.pop(var, None)
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+
+
+@pytest.fixture(scope="session")
+def demo_world():
+    from perso_kit.data.demo import make_world
+    return make_world(seed=42)
+
+
+@pytest.fixture(scope="session")
+def demo(demo_world):
+    return demo_world.dataset
+
+
+@pytest.fixture(scope="session")
+def notebook_runs(tmp_path_factory):
+    """Execute a notebook at most once per session (small parameters); returns its run."""
+    from perso_kit.tour import run_notebook
+
+    out_dir = tmp_path_factory.mktemp("executed")
+    cache: dict = {}
+
+    def run(name: str, **parameters):
+        key = (name, tuple(sorted(parameters.items())))
+        if key not in cache:
+            params = {"SMALL": True, **parameters}
+            cache[key] = run_notebook(NOTEBOOKS / name, out_dir / str(len(cache)), params)
+        return cache[key]
+
+    return run
+
+
+def movielens_dir() -> Path | None:
+    """The folder with real MovieLens files, when PERSO_KIT_DATA_DIR names one."""
+    value = os.environ.get("PERSO_KIT_DATA_DIR")
+    return Path(value) if value and Path(value).is_dir() else None
