@@ -1,0 +1,421 @@
+"""Real MovieLens data sets (GroupLens): find, download, verify and parse them into a Dataset.
+
+Three releases are supported, each in its own file format:
+
+===================  =========================================================================
+``ml-100k``          943 users, 1,682 movies, 100,000 ratings 1-5 (1997-98). Tab-separated
+                     ``u.data``; pipe-separated, Latin-1 ``u.item`` with 19 genre flags;
+                     ``u.user`` with age, gender, occupation and zip code.
+``ml-1m``            6,040 users, 3,883 movies (3,706 rated), 1,000,209 ratings 1-5 (2000).
+                     ``::``-separated ``ratings.dat``, ``movies.dat`` (Latin-1), ``users.dat``.
+``ml-latest-small``  610 users, 9,742 movies (9,724 rated), 100,836 ratings 0.5-5 (1996-2018).
+                     CSV ``ratings.csv``, ``movies.csv`` (UTF-8), ``links.csv`` (IMDb/TMDB ids).
+===================  =========================================================================
+
+Where the files come from, first match wins:
+
+1. ``data_dir`` (or ``PERSO_KIT_DATA_DIR``): a folder holding the extracted folder
+   (``ml-100k/u.data`` ...) or the zip (``ml-100k.zip``); the folder may also be the extracted
+   folder itself.
+2. The cache, ``<cache_dir>/movielens/``: a zip downloaded earlier (or put there by hand).
+3. A download of ``https://files.grouplens.org/datasets/movielens/<name>.zip`` into the cache,
+   once. The file is written under a temporary name and renamed only after its MD5 matches the
+   one GroupLens publishes, so an interrupted or corrupt download never leaves a file that a
+   later run would trust. A cached zip whose MD5 is wrong is removed and downloaded again.
+
+Zips are read directly, without extracting them.
+
+Choices the loaders make, the same for the three releases:
+
+* ``items`` is the whole catalog, rated or not (ml-1m and ml-latest-small list movies nobody
+  rated).
+* ``year`` is the film's year, taken from the title (``"Toy Story (1995)"``; for a series
+  ``"(2006–2007)"`` the first year); ml-100k's ``release_date`` is often a later US or video
+  release (*Taxi Driver (1976)* has 1996), so it is used only when the title has no year.
+  Titles are kept as published, without surrounding spaces.
+* ``genres`` is a tuple of the source's genre names (ml-100k and ml-1m say ``"Children's"``,
+  ml-latest-small ``"Children"``). A movie without a genre has ``()``: ml-100k's genre
+  ``"unknown"`` and ml-latest-small's ``"(no genres listed)"`` are dropped.
+* ``description`` is ``""``: MovieLens has no plot text.
+* ``users``: ml-100k has ``age`` (years), ``gender``, ``occupation``, ``zip`` (a string: zip codes
+  keep leading zeros and some are Canadian); ml-1m has ``gender``, ``age`` (the lower bound of an
+  age group: 1 means under 18, 56 means 56 and over), ``occupation`` (named from the README's
+  codes) and ``zip``; ml-latest-small has no user table, so ``users`` are the users who rated.
+
+MovieLens may be used for research and teaching but not redistributed; cite F. Maxwell Harper
+and Joseph A. Konstan, "The MovieLens Datasets: History and Context", ACM TiiS 5(4), 2015.
+
+Example
+-------
+>>> from perso_kit.data.movielens import load_movielens
+>>> ds = load_movielens("ml-100k")                          # doctest: +SKIP
+>>> ds.n_users, ds.n_items, ds.n_interactions              # doctest: +SKIP
+(943, 1682, 100000)
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import IO
+
+import httpx
+import numpy as np
+import pandas as pd
+from filelock import FileLock
+from tqdm.auto import tqdm
+
+from .. import config
+from .dataset import Dataset, make_dataset
+
+BASE_URL = "https://files.grouplens.org/datasets/movielens/"
+
+#: name -> (MD5 of the zip GroupLens publishes, files that must be present)
+RELEASES = {
+    "ml-100k": ("0e33842e24a9c977be4e0107933c0723", ("u.data", "u.item", "u.user")),
+    "ml-1m": ("c4d9eecfca2ab87c1945afe126590906", ("ratings.dat", "movies.dat", "users.dat")),
+    "ml-latest-small": ("31a303aabbc519bd33d025e44d6c2570", ("ratings.csv", "movies.csv")),
+}
+
+ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+                 "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+                 "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+
+ML1M_OCCUPATIONS = ["other", "academic/educator", "artist", "clerical/admin",
+                    "college/grad student", "customer service", "doctor/health care",
+                    "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer",
+                    "programmer", "retired", "sales/marketing", "scientist", "self-employed",
+                    "technician/engineer", "tradesman/craftsman", "unemployed", "writer"]
+
+DESCRIPTIONS = {
+    "ml-100k": "MovieLens 100K (GroupLens Research): ratings 1-5 that 943 users gave 1,682 "
+               "movies on movielens.org in 1997-98, with the users' age, gender and occupation.",
+    "ml-1m": "MovieLens 1M (GroupLens Research): about one million ratings 1-5 that 6,040 users "
+             "gave movies on movielens.org in 2000, with the users' age group and occupation.",
+    "ml-latest-small": "MovieLens latest-small (GroupLens Research): ratings 0.5-5 that 610 users "
+                       "gave 9,742 movies on movielens.org between 1996 and 2018.",
+}
+
+_YEAR = r".*\((\d{4})(?:\s*[-–]\s*\d{0,4})?\)"  # the last "(1995)" or "(2006–2007)" in a title
+_INTERACTION_DTYPES = {"user_id": np.int64, "item_id": np.int64, "rating": np.float32,
+                       "timestamp": np.int64}
+
+
+class DownloadError(RuntimeError):
+    """A MovieLens download failed; the message says why and how to place the file by hand."""
+
+
+# ------------------------------------------------------------------------------ public API
+def load_movielens(name: str, data_dir=None, cache_dir=None, download: bool = True) -> Dataset:
+    """Load a MovieLens release as a :class:`~perso_kit.data.dataset.Dataset`.
+
+    Parameters
+    ----------
+    name : {"ml-100k", "ml-1m", "ml-latest-small"}
+        Which release.
+    data_dir : str or Path, optional
+        A folder holding the extracted folder or the zip; defaults to ``PERSO_KIT_DATA_DIR``.
+    cache_dir : str or Path, optional
+        The kit's cache folder (the zip goes to its ``movielens/`` subfolder); defaults to
+        :func:`perso_kit.config.cache_dir`.
+    download : bool
+        Download the zip from GroupLens when no copy is found (the default). With ``False`` a
+        missing copy raises ``FileNotFoundError``.
+
+    Returns
+    -------
+    Dataset
+        ``interactions`` (user_id, item_id, rating, timestamp), ``items`` (the whole catalog) and
+        ``users``; ``meta`` holds the source path, the URL and the rating scale.
+
+    Example
+    -------
+    >>> ds = load_movielens("ml-latest-small")                    # doctest: +SKIP
+    >>> ds.items.loc[0, ["title", "year", "genres"]].tolist()     # doctest: +SKIP
+    ['Toy Story (1995)', 1995, ('Adventure', 'Animation', 'Children', 'Comedy', 'Fantasy')]
+    """
+    _check_name(name)
+    source = _Source(find_movielens(name, data_dir, cache_dir, download))
+    with source:
+        if name == "ml-100k":
+            interactions, items, users = _parse_100k(source)
+        elif name == "ml-1m":
+            interactions, items, users = _parse_1m(source)
+        else:
+            interactions, items, users = _parse_latest(source)
+    scale = (0.5, 5.0) if name == "ml-latest-small" else (1.0, 5.0)
+    meta = {"source": str(source.path), "url": f"{BASE_URL}{name}.zip", "rating_scale": scale}
+    return make_dataset(name, interactions, items, users, description=DESCRIPTIONS[name],
+                        meta=meta)
+
+
+def find_movielens(name: str, data_dir=None, cache_dir=None, download: bool = True) -> Path:
+    """Path of a folder or zip holding ``name``'s files, downloading the zip if needed.
+
+    Looks in ``data_dir`` (or ``PERSO_KIT_DATA_DIR``), then in the cache; see the module
+    docstring for the order and for what happens to a corrupt cached zip.
+
+    >>> find_movielens("ml-100k", download=False)                 # doctest: +SKIP
+    PosixPath('/home/me/data/ml-100k')
+    """
+    _check_name(name)
+    md5, required = RELEASES[name]
+    looked = []
+    folder = Path(data_dir).expanduser() if data_dir is not None else config.data_dir()
+    if folder is not None:
+        for candidate in (folder / name, folder):
+            looked.append(candidate / required[0])
+            if all((candidate / f).is_file() for f in required):
+                return candidate
+        zip_path = folder / f"{name}.zip"
+        looked.append(zip_path)
+        if zip_path.is_file():
+            if _md5(zip_path) != md5:
+                warnings.warn(f"{zip_path} is not the file GroupLens publishes (MD5 differs from "
+                              f"{md5}); reading it anyway, numbers may differ from the kit's.",
+                              stacklevel=2)
+            return zip_path
+
+    cached = _cache_folder(cache_dir) / f"{name}.zip"
+    looked.append(cached)
+    if cached.is_file():
+        found = _md5(cached)
+        if found == md5:
+            return cached
+        cached.unlink(missing_ok=True)
+        warnings.warn(f"{cached} was corrupt or incomplete (MD5 {found}, expected {md5}) and "
+                      f"has been removed" + ("; downloading it again." if download else "."),
+                      stacklevel=2)
+    if download:
+        return download_movielens(name, cache_dir)
+    raise FileNotFoundError(f"no copy of {name} found (looked for {', '.join(map(str, looked))})"
+                            f" and download=False.\n{_by_hand(name, cached.parent)}")
+
+
+def download_movielens(name: str, cache_dir=None) -> Path:
+    """Download ``<name>.zip`` from GroupLens into the cache, verify its MD5 and return its path.
+
+    The bytes go to a hidden temporary file beside the target and are renamed only when the MD5
+    matches; on any failure nothing is left behind and :class:`DownloadError` says what to do.
+    A zip already in the cache with the right MD5 is returned without downloading.
+
+    >>> download_movielens("ml-100k")                             # doctest: +SKIP
+    PosixPath('.../data/cache/movielens/ml-100k.zip')
+    """
+    _check_name(name)
+    md5 = RELEASES[name][0]
+    folder = _cache_folder(cache_dir)
+    target = folder / f"{name}.zip"
+    url = f"{BASE_URL}{name}.zip"
+    with FileLock(str(folder / f".{name}.zip.lock")):      # one download at a time per file
+        if target.is_file() and _md5(target) == md5:
+            return target
+        for stale in folder.glob(f".{name}.zip.*.part"):    # left by a killed process
+            stale.unlink(missing_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.zip.", suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest, size = _fetch(url, out)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest != md5:
+                raise DownloadError(f"the file downloaded from {url} ({size:,} bytes) has MD5 "
+                                    f"{digest}, expected {md5}; it was discarded.\n"
+                                    f"{_by_hand(name, folder)}")
+            os.replace(tmp, target)
+        except httpx.HTTPStatusError as e:
+            raise DownloadError(f"{url} answered {e.response.status_code}; nothing was saved.\n"
+                                f"{_by_hand(name, folder)}") from e
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+            raise DownloadError(f"could not reach {url} (no network?): {e}\n"
+                                f"{_by_hand(name, folder)}") from e
+        except (httpx.HTTPError, _Incomplete) as e:
+            raise DownloadError(f"the download of {url} was interrupted ({e}); nothing was "
+                                f"saved, run again.\n{_by_hand(name, folder)}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target
+
+
+# ------------------------------------------------------------------------------ files
+class _Incomplete(Exception):
+    pass
+
+
+def _fetch(url: str, out: IO[bytes]) -> tuple[str, int]:
+    """Stream ``url`` into ``out`` with a progress bar; return (MD5 hex digest, bytes written)."""
+    md5, size = hashlib.md5(), 0
+    # identity: the MD5 is of the file itself, not of a compressed transfer of it
+    with httpx.stream("GET", url, follow_redirects=True, timeout=30.0,
+                      headers={"Accept-Encoding": "identity"}) as response:
+        response.raise_for_status()
+        total = int(response.headers.get("content-length", 0)) or None
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                  desc=f"downloading {url.rsplit('/', 1)[-1]}") as bar:
+            for chunk in response.iter_bytes(1 << 16):
+                out.write(chunk)
+                md5.update(chunk)
+                size += len(chunk)
+                bar.update(len(chunk))
+    if total is not None and size != total:
+        raise _Incomplete(f"got {size:,} of {total:,} bytes")
+    return md5.hexdigest(), size
+
+
+def _by_hand(name: str, cache_folder: Path) -> str:
+    return (f"To install it by hand, download {BASE_URL}{name}.zip (MD5 {RELEASES[name][0]}) "
+            f"where you have network access, then either put the zip in {cache_folder}/ or put "
+            f"the zip or its extracted folder in a folder of your choice and set "
+            f"PERSO_KIT_DATA_DIR to that folder.")
+
+
+def _check_name(name: str) -> None:
+    if name not in RELEASES:
+        raise ValueError(f"unknown MovieLens release {name!r}; choose one of {sorted(RELEASES)}")
+
+
+def _cache_folder(cache_dir) -> Path:
+    folder = (Path(cache_dir).expanduser() if cache_dir is not None else config.cache_dir())
+    folder = folder / "movielens"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Source:
+    """Opens a release's files by name, from an extracted folder or straight from the zip."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.zip = None
+        if path.is_file():
+            try:
+                self.zip = zipfile.ZipFile(path)
+            except zipfile.BadZipFile as e:
+                raise ValueError(f"{path} is not a valid zip file; delete it and download "
+                                 f"{BASE_URL}{path.name} again.") from e
+            self.members = {m.rsplit("/", 1)[-1]: m for m in self.zip.namelist()
+                            if not m.endswith("/") and "__MACOSX" not in m}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.zip is not None:
+            self.zip.close()
+
+    def has(self, file: str) -> bool:
+        return file in self.members if self.zip is not None else (self.path / file).is_file()
+
+    def open(self, file: str):
+        if self.zip is None:
+            return self.path / file
+        if file not in self.members:
+            raise FileNotFoundError(f"{self.path} has no {file}; is it the right MovieLens zip?")
+        return io.BytesIO(self.zip.read(self.members[file]))
+
+
+# ------------------------------------------------------------------------------ parsers
+def _read(source: _Source, file: str, names, dtype, sep="|", encoding="latin-1",
+          usecols=None, **kwargs) -> pd.DataFrame:
+    return pd.read_csv(source.open(file), sep=sep, header=None, names=names, dtype=dtype,
+                       encoding=encoding, usecols=usecols, quoting=csv.QUOTE_NONE,
+                       keep_default_na=False, **kwargs)
+
+
+def _year_from_title(titles: pd.Series) -> pd.Series:
+    return pd.to_numeric(titles.str.extract(_YEAR, expand=False), errors="coerce").astype("Int64")
+
+
+def _genre_tuples(flags: np.ndarray, names: list[str]) -> list[tuple[str, ...]]:
+    names = np.asarray(names, dtype=object)
+    return [tuple(names[row]) for row in flags.astype(bool)]
+
+
+def _parse_100k(source: _Source):
+    inter = _read(source, "u.data", list(_INTERACTION_DTYPES), _INTERACTION_DTYPES, sep="\t")
+    genres = ML100K_GENRES
+    if source.has("u.genre"):
+        table = _read(source, "u.genre", ["genre", "index"], {"genre": str, "index": str})
+        table = table[table["genre"] != ""]
+        genres = table.sort_values("index", key=lambda s: s.astype(int))["genre"].tolist()
+    columns = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *genres]
+    items = _read(source, "u.item", columns, {**{c: str for c in columns[1:5]},
+                                               "item_id": np.int64, **{g: np.int8 for g in genres}})
+    flags = items[genres].to_numpy()
+    flags[:, [g == "unknown" for g in genres]] = 0            # "unknown" means no genre: ()
+    items["title"] = items["title"].str.strip()
+    items["release_date"] = pd.to_datetime(items["release_date"], format="%d-%b-%Y",
+                                           errors="coerce")
+    items["year"] = _year_from_title(items["title"]).fillna(
+        items["release_date"].dt.year.astype("Int64"))
+    items["genres"] = _genre_tuples(flags, genres)
+    items = items[["item_id", "title", "year", "genres", "release_date", "imdb_url"]]
+    users = _read(source, "u.user", ["user_id", "age", "gender", "occupation", "zip"],
+                  {"user_id": np.int64, "age": np.int64, "gender": str, "occupation": str,
+                   "zip": str})
+    return inter, items, users
+
+
+def _parse_1m(source: _Source):
+    # "::" as a separator needs pandas' slow python engine; splitting on ":" with the C engine
+    # gives empty columns between the fields, which usecols skips. Titles contain ":", so
+    # movies.dat is split by hand (3,883 lines).
+    inter = _read(source, "ratings.dat", list(range(7)), {0: np.int64, 2: np.int64,
+                                                          4: np.float32, 6: np.int64},
+                  sep=":", usecols=[0, 2, 4, 6])
+    inter.columns = list(_INTERACTION_DTYPES)
+    lines = source.open("movies.dat")
+    text = (lines.read_bytes() if isinstance(lines, Path) else lines.read()).decode("latin-1")
+    parts = pd.Series(text.splitlines()).loc[lambda s: s.str.strip() != ""]
+    items = parts.str.split("::", n=2, expand=True, regex=False)
+    items.columns = ["item_id", "title", "genres"]
+    items["item_id"] = items["item_id"].astype(np.int64)
+    items["title"] = items["title"].str.strip()
+    items["year"] = _year_from_title(items["title"])
+    items["genres"] = [tuple(g.split("|")) if g else () for g in items["genres"].str.strip()]
+    users = _read(source, "users.dat", list(range(9)), {0: np.int64, 2: str, 4: np.int64,
+                                                        6: np.int64, 8: str},
+                  sep=":", usecols=[0, 2, 4, 6, 8])
+    users.columns = ["user_id", "gender", "age", "occupation", "zip"]
+    users["occupation"] = np.asarray(ML1M_OCCUPATIONS, dtype=object)[users["occupation"]]
+    return inter, items.reset_index(drop=True), users
+
+
+def _parse_latest(source: _Source):
+    inter = pd.read_csv(source.open("ratings.csv"),
+                        dtype={"userId": np.int64, "movieId": np.int64, "rating": np.float32,
+                               "timestamp": np.int64})
+    inter.columns = list(_INTERACTION_DTYPES)
+    items = pd.read_csv(source.open("movies.csv"), encoding="utf-8", keep_default_na=False,
+                        dtype={"movieId": np.int64, "title": str, "genres": str})
+    items = items.rename(columns={"movieId": "item_id"})
+    items["title"] = items["title"].str.strip()
+    items["year"] = _year_from_title(items["title"])
+    items["genres"] = [() if g in ("", "(no genres listed)") else tuple(g.split("|"))
+                       for g in items["genres"]]
+    if source.has("links.csv"):
+        links = pd.read_csv(source.open("links.csv"),
+                            dtype={"movieId": np.int64, "imdbId": str, "tmdbId": "Int64"})
+        links = links.rename(columns={"movieId": "item_id", "tmdbId": "tmdb_id"})
+        links["imdb_url"] = "https://www.imdb.com/title/tt" + links["imdbId"] + "/"
+        items = items.merge(links[["item_id", "imdb_url", "tmdb_id"]], on="item_id", how="left")
+    users = pd.DataFrame({"user_id": np.sort(inter["user_id"].unique())})
+    return inter, items, users
+
+
+__all__ = ["load_movielens", "find_movielens", "download_movielens", "DownloadError",
+           "RELEASES", "BASE_URL"]

@@ -1,0 +1,361 @@
+"""MovieLens loaders: the three file formats, where files are found, and the download path.
+
+Format tests read small hand-written files in tests/fixtures/movielens/ (same formats and
+encodings as GroupLens ships). Download tests serve zips from a local HTTP server on 127.0.0.1
+and inject faults (truncated body, wrong bytes, no server, 404). Tests marked ``movielens`` read
+the real files and run only when PERSO_KIT_DATA_DIR holds them.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import shutil
+import socket
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perso_kit.data import load_dataset
+from perso_kit.data import movielens as ml
+
+FIXTURES = Path(__file__).parent / "fixtures" / "movielens"
+REAL_DIR = os.environ.get("PERSO_KIT_DATA_DIR")
+
+
+@pytest.fixture(autouse=True)
+def no_env_data_dir(monkeypatch, request):
+    """Fixture tests must not see the real files through PERSO_KIT_DATA_DIR."""
+    if "movielens" not in request.keywords:
+        monkeypatch.delenv("PERSO_KIT_DATA_DIR", raising=False)
+
+
+def make_zip(name: str, folder: Path) -> Path:
+    """Zip the fixture folder of ``name`` the way GroupLens does (files under ``name/``)."""
+    path = folder / f"{name}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{name}/", "")
+        for f in sorted((FIXTURES / name).iterdir()):
+            z.write(f, f"{name}/{f.name}")
+    return path
+
+
+def interactions(rows) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return df.astype({"user_id": np.int64, "item_id": np.int64, "rating": np.float32,
+                      "timestamp": np.int64})
+
+
+def load_fixture(name, tmp_path, **kw):
+    return ml.load_movielens(name, data_dir=FIXTURES, cache_dir=tmp_path / "cache",
+                             download=False, **kw)
+
+
+# ------------------------------------------------------------------------------ formats
+def test_ml100k_fixture_exact_values(tmp_path):
+    ds = load_fixture("ml-100k", tmp_path)
+    pd.testing.assert_frame_equal(ds.interactions, interactions([
+        (1, 10, 4, 881250949), (1, 20, 5, 881251000), (2, 10, 3, 891717742),
+        (3, 30, 1, 878887116), (2, 40, 2, 880000000)]))
+    it = ds.items.set_index("item_id")
+    assert it.index.tolist() == [10, 20, 30, 40, 50, 60]
+    assert it["title"].tolist() == [
+        "Quiet Harbour, The (1994)", "Café Lumière, Le (Lumière du café) (1996)", "unknown",
+        "Night Train to Nowhere (1995)", "Hollow Road", 'Brothers "Bingo" and Sons (1981) (V)']
+    # the title's year wins over a later release date (item 20); the release date fills in
+    # only where the title has none (item 50); "unknown" has neither
+    assert it["year"].tolist() == [1994, 1996, pd.NA, 1995, 1993, 1981]
+    assert str(it["year"].dtype) == "Int64"
+    assert it["genres"].tolist() == [("Comedy", "Romance"), ("Drama",), (),
+                                     ("Film-Noir", "Thriller"), ("Western",), ()]
+    assert it.loc[20, "release_date"] == pd.Timestamp("1997-02-14")
+    assert pd.isna(it.loc[40, "release_date"]) and pd.isna(it.loc[30, "release_date"])
+    assert it.loc[20, "imdb_url"] == "http://us.imdb.com/Title?Caf%E9"
+    assert it.loc[50, "imdb_url"] == ""
+    assert (it["description"] == "").all()
+    assert ds.users.to_dict("list") == {
+        "user_id": [1, 2, 3, 4], "age": [24, 53, 23, 33], "gender": ["M", "F", "M", "F"],
+        "occupation": ["technician", "other", "writer", "educator"],
+        "zip": ["85711", "04043", "T8H1N", "55105"]}    # leading zero and letters kept
+    assert ds.meta["rating_scale"] == (1.0, 5.0)
+    assert ds.meta["url"] == "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+
+
+def test_ml100k_without_u_genre_uses_the_fixed_genre_list(tmp_path):
+    folder = tmp_path / "data" / "ml-100k"
+    shutil.copytree(FIXTURES / "ml-100k", folder)
+    (folder / "u.genre").unlink()
+    ds = ml.load_movielens("ml-100k", data_dir=folder.parent, download=False,
+                           cache_dir=tmp_path / "cache")
+    assert ds.items["genres"].tolist() == [("Comedy", "Romance"), ("Drama",), (),
+                                           ("Film-Noir", "Thriller"), ("Western",), ()]
+
+
+def test_ml1m_fixture_exact_values(tmp_path):
+    ds = load_fixture("ml-1m", tmp_path)
+    pd.testing.assert_frame_equal(ds.interactions, interactions([
+        (1, 11, 5, 978300760), (1, 12, 3, 978302109), (2, 11, 4, 978298413),
+        (2, 13, 1, 956703932)]))
+    it = ds.items.set_index("item_id")
+    assert it.index.tolist() == [11, 12, 13, 14]             # 14 is unrated but in the catalog
+    assert it["title"].tolist() == ["Harbour Lights (1995)", "Rêve, Le (The Dream) (1998)",
+                                    "Time: Ten Years Later (1999)",
+                                    'Zorro Returns, or "The Masked Rider" (1966)']
+    assert it["year"].tolist() == [1995, 1998, 1999, 1966]
+    assert it["genres"].tolist() == [("Drama", "Romance"), ("Comedy",), ("Sci-Fi",),
+                                     ("Action", "Western")]
+    assert ds.users.to_dict("list") == {
+        "user_id": [1, 2, 3], "gender": ["F", "M", "M"], "age": [1, 56, 25],
+        "occupation": ["K-12 student", "self-employed", "scientist"],
+        "zip": ["48067", "70072", "02138"]}
+
+
+def test_ml_latest_small_fixture_exact_values(tmp_path):
+    ds = load_fixture("ml-latest-small", tmp_path)
+    pd.testing.assert_frame_equal(ds.interactions, interactions([
+        (1, 1, 4.0, 964982703), (1, 3, 4.5, 964981247), (2, 1, 0.5, 1445714835),
+        (3, 4, 3.0, 1306463578), (3, 7, 5.0, 1537799250)]))
+    it = ds.items.set_index("item_id")
+    assert it.index.tolist() == [1, 3, 4, 5, 6, 7]
+    assert it["title"].tolist() == [
+        "Paper Kites (1995)", "Lighthouse, The (Phare, Le) (2001)",
+        'Man Who Said "No", The (1999)', "Untitled Garden Project",
+        "Moonrise Saga: Nôto (2006–2007)", "Spaceport Nine (2011)"]
+    assert it["year"].tolist() == [1995, 2001, 1999, pd.NA, 2006, 2011]
+    assert it["genres"].tolist() == [("Adventure", "Animation", "Children"), ("Drama",),
+                                     ("Comedy", "Drama"), (), (), ("Sci-Fi",)]
+    assert it.loc[1, "imdb_url"] == "https://www.imdb.com/title/tt0114709/"
+    assert it.loc[1, "tmdb_id"] == 862 and pd.isna(it.loc[3, "tmdb_id"])
+    assert ds.users["user_id"].tolist() == [1, 2, 3]          # no user table: those who rated
+    assert ds.meta["rating_scale"] == (0.5, 5.0)
+    assert ds.n_items == 6 and ds.interactions["item_id"].nunique() == 4
+
+
+def test_year_regex_on_tricky_titles():
+    titles = pd.Series(["Shanghai Triad (Yao a yao yao dao waipo qiao) (1995)", "Babylon 5",
+                        "(500) Days of Summer (2009)", "1492: Conquest of Paradise (1992)",
+                        "Land Before Time III (1995) (V)", "Death Note (2006–2007)",
+                        "Series (2016- )", "Fahrenheit 9/11 (2004)"], dtype=str)
+    assert ml._year_from_title(titles).tolist() == [1995, pd.NA, 2009, 1992, 1995, 2006, 2016,
+                                                   2004]
+
+
+# ------------------------------------------------------------------------- where files come from
+@pytest.mark.parametrize("name", ["ml-100k", "ml-1m", "ml-latest-small"])
+def test_zip_in_data_dir_reads_the_same_as_the_folder(name, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    zip_path = make_zip(name, data)
+    with pytest.warns(UserWarning, match="MD5 differs"):     # not GroupLens's file
+        from_zip = ml.load_movielens(name, data_dir=data, cache_dir=tmp_path / "c",
+                                     download=False)
+    assert from_zip.meta["source"] == str(zip_path)
+    from_folder = load_fixture(name, tmp_path)
+    assert from_folder.meta["source"] == str(FIXTURES / name)
+    for table in ("interactions", "items", "users"):
+        pd.testing.assert_frame_equal(getattr(from_zip, table), getattr(from_folder, table))
+
+
+def test_data_dir_may_be_the_extracted_folder_itself_and_comes_from_the_env(tmp_path,
+                                                                              monkeypatch):
+    ds = ml.load_movielens("ml-1m", data_dir=FIXTURES / "ml-1m", cache_dir=tmp_path,
+                           download=False)
+    assert ds.n_interactions == 4
+    monkeypatch.setenv("PERSO_KIT_DATA_DIR", str(FIXTURES))
+    monkeypatch.setenv("PERSO_KIT_CACHE_DIR", str(tmp_path))
+    ds = load_dataset("ml-latest-small", download=False)
+    assert ds.name == "ml-latest-small" and ds.n_items == 6
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(ValueError, match=r"ml-10m.*ml-100k.*ml-1m.*ml-latest-small"):
+        ml.load_movielens("ml-10m")
+
+
+def test_missing_files_without_download_say_how_to_place_them(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        ml.load_movielens("ml-1m", data_dir=tmp_path / "empty", cache_dir=tmp_path,
+                          download=False)
+    msg = str(err.value)
+    assert "https://files.grouplens.org/datasets/movielens/ml-1m.zip" in msg
+    assert "c4d9eecfca2ab87c1945afe126590906" in msg and "PERSO_KIT_DATA_DIR" in msg
+    assert str(tmp_path / "movielens") in msg
+
+
+# ------------------------------------------------------------------------------ downloads
+class Server:
+    """A local HTTP server: ``files[path] = (bytes, mode)``; mode "good", "truncated" or 404."""
+
+    def __init__(self):
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                body, mode = server.files.get(self.path.lstrip("/"), (b"", "404"))
+                if mode == "404":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body if mode == "good" else body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    """Serve the ml-100k fixture zip as GroupLens would, with its MD5 as the expected one."""
+    srv = Server()
+    body = make_zip("ml-100k", tmp_path).read_bytes()
+    srv.body = body
+    srv.files["ml-100k.zip"] = (body, "good")
+    monkeypatch.setattr(ml, "BASE_URL", srv.url)
+    monkeypatch.setitem(ml.RELEASES, "ml-100k",
+                        (hashlib.md5(body).hexdigest(), ml.RELEASES["ml-100k"][1]))
+    yield srv
+    srv.close()
+
+
+def cache_files(cache: Path) -> list[str]:
+    folder = cache / "movielens"
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) \
+        if folder.exists() else []
+
+
+def test_good_download_is_stored_then_reused_without_fetching(server, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    ds = ml.load_movielens("ml-100k", cache_dir=cache)
+    assert server.requests == ["/ml-100k.zip"]
+    assert cache_files(cache) == ["ml-100k.zip"]
+    assert (cache / "movielens" / "ml-100k.zip").read_bytes() == server.body
+    assert ds.n_interactions == 5 and ds.meta["source"] == str(cache / "movielens/ml-100k.zip")
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("fetched again")
+    monkeypatch.setattr(ml, "_fetch", no_fetch)
+    again = ml.load_movielens("ml-100k", cache_dir=cache)
+    assert server.requests == ["/ml-100k.zip"]
+    pd.testing.assert_frame_equal(again.items, ds.items)
+
+
+def test_truncated_download_leaves_nothing(server, tmp_path):
+    server.files["ml-100k.zip"] = (server.body, "truncated")
+    cache = tmp_path / "cache"
+    with pytest.raises(ml.DownloadError, match="interrupted") as err:
+        ml.load_movielens("ml-100k", cache_dir=cache)
+    assert f"{server.url}ml-100k.zip" in str(err.value)
+    assert cache_files(cache) == []
+
+
+def test_wrong_md5_download_leaves_nothing(server, tmp_path):
+    server.files["ml-100k.zip"] = (server.body[:-1] + b"x", "good")
+    cache = tmp_path / "cache"
+    with pytest.raises(ml.DownloadError) as err:
+        ml.load_movielens("ml-100k", cache_dir=cache)
+    msg = str(err.value)
+    assert hashlib.md5(server.body[:-1] + b"x").hexdigest() in msg      # what came
+    assert hashlib.md5(server.body).hexdigest() in msg                  # what was expected
+    assert "discarded" in msg and cache_files(cache) == []
+
+
+def test_http_error_leaves_nothing(server, tmp_path):
+    del server.files["ml-100k.zip"]
+    with pytest.raises(ml.DownloadError, match="answered 404"):
+        ml.load_movielens("ml-100k", cache_dir=tmp_path)
+    assert cache_files(tmp_path) == []
+
+
+def test_corrupt_cached_zip_is_removed_and_downloaded_again(server, tmp_path):
+    folder = tmp_path / "movielens"
+    folder.mkdir()
+    (folder / "ml-100k.zip").write_bytes(server.body[:100])            # an old partial copy
+    (folder / ".ml-100k.zip.abc.part").write_bytes(b"left by a killed process")
+    with pytest.warns(UserWarning, match="corrupt or incomplete.*downloading it again"):
+        ds = ml.load_movielens("ml-100k", cache_dir=tmp_path)
+    assert ds.n_items == 6 and len(server.requests) == 1
+    assert cache_files(tmp_path) == ["ml-100k.zip"]
+
+
+def test_corrupt_cached_zip_without_download_is_removed_and_reported(server, tmp_path):
+    folder = tmp_path / "movielens"
+    folder.mkdir()
+    (folder / "ml-100k.zip").write_bytes(b"not a zip")
+    with pytest.warns(UserWarning, match="has been removed"), \
+            pytest.raises(FileNotFoundError, match="download=False"):
+        ml.load_movielens("ml-100k", cache_dir=tmp_path, download=False)
+    assert cache_files(tmp_path) == [] and server.requests == []
+
+
+def test_no_network_error_names_url_md5_and_what_to_do(tmp_path, monkeypatch):
+    with socket.socket() as s:                     # a port on which nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(ml, "BASE_URL", f"http://127.0.0.1:{port}/")
+    with pytest.raises(ml.DownloadError) as err:
+        ml.load_movielens("ml-latest-small", cache_dir=tmp_path)
+    msg = str(err.value)
+    assert f"http://127.0.0.1:{port}/ml-latest-small.zip" in msg and "no network" in msg
+    assert "31a303aabbc519bd33d025e44d6c2570" in msg and "PERSO_KIT_DATA_DIR" in msg
+    assert str(tmp_path / "movielens") in msg
+    assert cache_files(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------ real files
+def real(name: str):
+    if not REAL_DIR or not Path(REAL_DIR).is_dir():
+        pytest.skip("set PERSO_KIT_DATA_DIR to a folder with the real MovieLens files")
+    root = Path(REAL_DIR)
+    if not ((root / name).is_dir() or (root / f"{name}.zip").is_file()):
+        pytest.skip(f"no {name} in {root}")
+    start = time.perf_counter()
+    ds = ml.load_movielens(name, download=False)
+    return ds, time.perf_counter() - start
+
+
+@pytest.mark.movielens
+def test_real_ml100k():
+    ds, seconds = real("ml-100k")
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (943, 1682, 100_000)
+    assert seconds < 1.0, f"loading ml-100k took {seconds:.2f} s"
+    it = ds.items.set_index("item_id")
+    assert it.loc[1, "title"] == "Toy Story (1995)" and it.loc[1, "year"] == 1995
+    assert it.loc[543, "title"] == "Misérables, Les (1995)"               # Latin-1
+    assert it.loc[267, "genres"] == () and pd.isna(it.loc[267, "year"])   # the "unknown" movie
+    assert ds.interactions["rating"].between(1, 5).all()
+    assert ds.users["occupation"].nunique() == 21
+
+
+@pytest.mark.movielens
+def test_real_ml_latest_small():
+    ds, seconds = real("ml-latest-small")
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (610, 9742, 100_836)
+    assert ds.interactions["item_id"].nunique() == 9724
+    assert seconds < 3.0, f"loading ml-latest-small took {seconds:.2f} s"
+    it = ds.items.set_index("item_id")
+    assert it.loc[29, "title"] == "City of Lost Children, The (Cité des enfants perdus, La) (1995)"
+    assert it.loc[171749, "year"] == 2006 and it.loc[171749, "genres"] == ()
+    assert it["year"].isna().sum() == 12
+    assert sorted(set(ds.interactions["rating"].unique())) == [0.5 * k for k in range(1, 11)]
