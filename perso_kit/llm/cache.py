@@ -190,6 +190,9 @@ class ResponseCache:
             return {}
         return {m: n for m, n in rows}
 
+    def __bool__(self) -> bool:  # an empty cache is still a cache
+        return True
+
     def __len__(self) -> int:
         row = self._run("SELECT count(*) FROM answers", fetch=True)
         return int(row[0]) if row else 0

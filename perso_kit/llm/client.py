@@ -494,6 +494,11 @@ class LLM:
                 saved = hit.get("_cost_usd") or 0.0
                 return self._finish(reply, t0, saved=saved)
         if self.backend == "replay":
+            if self.cache is None or self.cache.broken:
+                return self._finish(Reply(
+                    backend="replay", model=self.model, key=key, error_kind="replay_miss",
+                    error=f"replay: {self.cache.broken if self.cache else 'no recorded file'}"),
+                    t0)
             return self._finish(Reply(
                 backend="replay", model=self.model, key=key, error_kind="replay_miss",
                 error=(f"this request is not in the recorded file {self.settings.replay_path}. "

@@ -105,15 +105,30 @@ class TitleIndex:
         self.keys: list[str] = []
         self.rows: list[int] = []
         self.exact: dict[str, list[int]] = {}
+        self.postings: dict[str, set[int]] = {}  # word -> positions in keys
         for row, title in enumerate(self.titles):
             p = normalize_title(title)
             if self.years[row] is None and p.year is not None:
                 self.years[row] = p.year
             for k in (p.key,) + p.alternatives:
                 if k:
+                    for w in set(k.split()):
+                        self.postings.setdefault(w, set()).add(len(self.keys))
                     self.keys.append(k)
                     self.rows.append(row)
                     self.exact.setdefault(k, []).append(row)
+
+    def candidates(self, key: str, limit: int = 8) -> set[int]:
+        """Positions of keys worth scoring: the closest by edit distance, and the keys holding
+        every (known) word of ``key`` (so "star wars" reaches "star wars episode iv")."""
+        found = {pos for _, _, pos in process.extract(key, self.keys, scorer=fuzz.ratio,
+                                                      limit=limit)}
+        lists = [self.postings[w] for w in set(key.split()) if w in self.postings]
+        if lists:
+            common = set.intersection(*lists)
+            if len(common) <= 50:
+                found |= common
+        return found
 
 
 def _year_factor(wanted: int | None, have: int | None, tolerance: int) -> float:
@@ -162,10 +177,10 @@ def ground_titles(texts, items: pd.DataFrame | TitleIndex, threshold: float = 0.
                 candidates[row] = 1.0
             if not candidates or all(
                     _year_factor(p.year, index.years[r], year_tolerance) < 1 for r in candidates):
-                for key, _, pos in process.extract(p.key, index.keys, scorer=fuzz.WRatio,
-                                                   limit=8):
+                for pos in index.candidates(p.key):
                     row = index.rows[pos]
-                    candidates[row] = max(candidates.get(row, 0.0), _score(p.key, key))
+                    candidates[row] = max(candidates.get(row, 0.0),
+                                          _score(p.key, index.keys[pos]))
             for row, sim in candidates.items():
                 conf = sim * _year_factor(p.year, index.years[row], year_tolerance)
                 if conf > best_conf + 1e-12:

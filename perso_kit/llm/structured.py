@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any
-
-import jsonschema
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
 
@@ -84,10 +83,16 @@ def extract_json(text: str | None) -> tuple[Any, str | None]:
     return None, "no JSON value found in the answer"
 
 
+@lru_cache(maxsize=1)
+def _jsonschema():
+    import jsonschema  # imported on first use: it takes a second to load
+    return jsonschema
+
+
 def validate(value: Any, schema: dict) -> str | None:
     """None if ``value`` matches ``schema``, else the most relevant error in one line."""
-    validator = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    js = _jsonschema()
+    error = js.exceptions.best_match(js.Draft202012Validator(schema).iter_errors(value))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path)
@@ -115,7 +120,8 @@ def repair_messages(messages: list[dict], answer: str | None, error: str) -> lis
 def check_schema(json_schema: dict) -> None:
     """Raise ``ValueError`` with the reason when ``json_schema`` is not a valid JSON schema."""
     _, schema = normalize_schema(json_schema)
+    js = _jsonschema()
     try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.exceptions.SchemaError as e:
+        js.Draft202012Validator.check_schema(schema)
+    except js.exceptions.SchemaError as e:
         raise ValueError(f"json_schema is not a valid JSON schema: {e.message}") from None
