@@ -66,7 +66,9 @@ class OfflineEmbedder:
             vec = TfidfVectorizer(sublinear_tf=True, min_df=1, token_pattern=r"(?u)\b\w+\b")
             X = vec.fit_transform(corpus)
         k = min(self.dim, X.shape[1] - 1, X.shape[0] - 1)
-        self.svd_ = TruncatedSVD(n_components=k, random_state=self.seed).fit(X) if k >= 1 else None
+        with np.errstate(divide="ignore", invalid="ignore"):  # degenerate corpora: no variance
+            self.svd_ = (TruncatedSVD(n_components=k, random_state=self.seed).fit(X)
+                         if k >= 1 else None)
         self.vectorizer_ = vec
         self.dim_ = k if k >= 1 else X.shape[1]
         digest = hashlib.sha256("\x1e".join(corpus).encode()).hexdigest()[:12]

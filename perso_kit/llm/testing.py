@@ -34,6 +34,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
 
 from .offline import StandIn
 
@@ -63,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         owner = self.server.owner
         owner._log(self.path, dict(self.headers), None, "ok")
-        status, payload = owner.stand_in.handle(self.path, {})
+        status, payload = owner.stand_in.handle(urlparse(self.path).path, {})
         self._send(status, payload)
 
     def do_POST(self):
@@ -74,8 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
         except ValueError:
             return self._send(400, {"error": {"message": "request body is not JSON"}})
-        if owner.api_key is not None and self.headers.get("Authorization") != \
-                f"Bearer {owner.api_key}":
+        given = self.headers.get("Authorization") or f"Bearer {self.headers.get('api-key')}"
+        if owner.api_key is not None and given != f"Bearer {owner.api_key}":
             owner._log(self.path, dict(self.headers), body, "401")
             return self._send(401, {"error": {"message": "Incorrect API key provided",
                                               "type": "invalid_request_error"}})
@@ -97,8 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(float(arg or 2.0))
         if kind == "malformed":
             return self._send(200, raw=b'{"id": "x", "choices": [ this is not json')
-        status, payload = owner.stand_in.handle(self.path, body)
-        if status == 200 and self.path.endswith("/chat/completions"):
+        path = urlparse(self.path).path
+        status, payload = owner.stand_in.handle(path, body)
+        if status == 200 and path.endswith("/chat/completions"):
             payload = owner._shape(payload, body, kind)
         self._send(status, payload)
 
@@ -120,12 +122,14 @@ class LocalServer:
         Report this model name in answers (and drop the stand-in's fingerprint), to imitate a
         real model; by default answers say ``offline-stand-in``.
     api_key : str, optional
-        When set, requests without ``Authorization: Bearer <api_key>`` get 401.
+        When set, requests without ``Authorization: Bearer <api_key>`` (or Azure's
+        ``api-key: <api_key>``) get 401.
 
     Attributes
     ----------
     requests : list of dict
-        Every request received: ``path``, ``headers``, ``body``, ``fault``.
+        Every request received: ``path``, ``headers`` (names in lower case), ``body``,
+        ``fault``.
     """
 
     def __init__(self, delay_s: float = 0.0, model: str | None = None,
@@ -190,8 +194,8 @@ class LocalServer:
 
     def _log(self, path, headers, body, fault) -> None:
         with self._lock:
-            self.requests.append({"path": path, "headers": headers, "body": body,
-                                  "fault": fault})
+            self.requests.append({"path": path, "body": body, "fault": fault,
+                                  "headers": {k.lower(): v for k, v in headers.items()}})
 
     def _shape(self, payload: dict, body: dict, kind: str) -> dict:
         if self.model:

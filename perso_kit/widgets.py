@@ -1,0 +1,81 @@
+"""ipywidgets front ends for the notebooks. One function per widget.
+
+:func:`api_key_box`
+    a password box for an API key (OpenAI, Azure OpenAI or an OpenAI-compatible server) that
+    connects the kit to that backend. The key goes to memory only
+    (:func:`perso_kit.llm.set_api_key`): the box clears itself as soon as the key is read, so
+    the key is never in the notebook file, its widget state or any output.
+"""
+from __future__ import annotations
+
+import html
+
+
+def api_key_box(on_connect=None, backend: str = "openai", budget_usd: float | None = 1.0):
+    """A small form to connect to an LLM backend with a key typed in a password field.
+
+    Parameters
+    ----------
+    on_connect : callable, optional
+        Called with the new :class:`~perso_kit.llm.client.LLM` after a successful connect.
+    backend : {"openai", "azure", "compatible"}
+        The backend selected at first.
+    budget_usd : float or None
+        The spending cap pre-filled in the form (0 or empty: no cap).
+
+    Returns
+    -------
+    ipywidgets.VBox
+        Display it; after "Connect", ``box.llm`` holds the client (None before).
+
+    Example
+    -------
+    >>> box = api_key_box()          # doctest: +SKIP
+    >>> box                          # shows the form; type the key, press Connect
+    >>> llm = box.llm                # the connected client (the key is not printed anywhere)
+    """
+    import ipywidgets as w
+
+    from .llm import get_llm, set_api_key
+    from .llm.backends import scrub
+
+    style = {"description_width": "9em"}
+    layout = w.Layout(width="34em")
+    choice = w.Dropdown(options=[("OpenAI", "openai"), ("Azure OpenAI", "azure"),
+                                 ("OpenAI-compatible server (Ollama, vLLM, ...)", "compatible")],
+                        value=backend, description="Backend", style=style, layout=layout)
+    key = w.Password(description="API key", placeholder="stays in memory; never saved",
+                     style=style, layout=layout)
+    url = w.Text(description="URL (optional)", style=style, layout=layout,
+                 placeholder="http://localhost:11434/v1, or https://<resource>.openai.azure.com")
+    model = w.Text(description="Model (optional)", style=style, layout=layout,
+                   placeholder="gpt-4o-mini, an Azure deployment, llama3.2 ...")
+    budget = w.FloatText(description="Budget (USD)", value=budget_usd or 0.0, style=style)
+    button = w.Button(description="Connect", button_style="primary", icon="plug")
+    status = w.HTML("<i>Not connected: the notebooks use the offline stand-in.</i>")
+    box = w.VBox([choice, key, url, model, budget, button, status])
+    box.llm = None
+
+    def connect(_=None):
+        typed, key.value = key.value, ""  # read once, then clear the field and its state
+        if typed:
+            set_api_key(typed, choice.value)
+        kw = {}
+        if url.value.strip():
+            kw["azure_endpoint" if choice.value == "azure" else "base_url"] = url.value.strip()
+        try:
+            llm = get_llm(choice.value, model=model.value.strip() or None,
+                          budget_usd=budget.value if budget.value and budget.value > 0 else None,
+                          **kw)
+        except (ValueError, TypeError) as e:
+            status.value = (f"<span style='color:#b00020'>Could not connect: "
+                            f"{html.escape(scrub(str(e), [typed]))}</span>")
+            return
+        box.llm = llm
+        status.value = llm.banner()._repr_html_()
+        if on_connect is not None:
+            on_connect(llm)
+
+    button.on_click(connect)
+    box.connect = connect
+    return box
