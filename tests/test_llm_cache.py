@@ -74,6 +74,7 @@ def test_failures_are_not_cached(srv, tmp_path):
 
 def test_record_then_replay_with_no_key_and_no_server(srv, tmp_path, monkeypatch):
     recording = tmp_path / "class.sqlite"
+    monkeypatch.setattr(srv, "model", "gpt-4o-mini-2024-07-18")  # servers answer dated names
     teacher = priced(srv, recording)
     r1 = teacher.chat("Rank: [3] Heat (1995)\n[5] Fargo (1996)", json_schema=IDS)
     r2 = teacher.chat("Recommend 3 movies like Fargo (1996)")
@@ -85,6 +86,7 @@ def test_record_then_replay_with_no_key_and_no_server(srv, tmp_path, monkeypatch
     a1 = student.chat("Rank: [3] Heat (1995)\n[5] Fargo (1996)", json_schema=IDS)
     a2 = student.chat("Recommend 3 movies like Fargo (1996)")
     assert (a1.data, a2.text) == (r1.data, r2.text) and a1.cached and a2.cached
+    assert a2.model == "gpt-4o-mini-2024-07-18"     # what the server said it ran
     assert len(srv.requests) == n_requests
     miss = student.chat("A question nobody recorded")
     assert miss.error_kind == "replay_miss" and "not in the recorded file" in miss.error

@@ -220,6 +220,7 @@ class Settings:
             if not Path(path).expanduser().exists():
                 raise ValueError(f"replay file {path} not found (PERSO_KIT_LLM_REPLAY)")
             s.replay_path = str(Path(path).expanduser())
+            s.cache_path = None  # replay reads the recording only, and never writes
         else:  # offline
             s.model = STAND_IN_MODEL
         for name in ("base_url", "azure_endpoint", "api_version", "replay_path"):

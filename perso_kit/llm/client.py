@@ -452,7 +452,9 @@ class LLM:
             OpenAI-format tools (or ``{"name", "description", "parameters"}``).
         temperature, max_tokens : sampling parameters sent to the backend.
         cache : bool
-            Look up and store the answer in the cache (replay always reads its file).
+            Look the request up in the cache first. ``cache=False`` always sends it (the
+            answer is still stored, so a recording stays complete); replay always reads its
+            file.
         sample : int
             Part of the cache key only: ``sample=1, 2, ...`` give independent cached draws of
             the same request (for lessons on non-determinism).
@@ -484,8 +486,8 @@ class LLM:
                                           error=f"titles-only mode: {problem}; nothing was sent",
                                           error_kind="privacy"), t0)
 
-        use_cache = self.cache is not None and (cache or self.backend == "replay")
-        if use_cache:
+        use_cache = self.cache is not None and not self.cache.broken
+        if use_cache and (cache or self.backend == "replay"):
             hit = self.cache.get(key)
             if hit is not None:
                 reply = self._parse(hit, tools, json_schema)
@@ -542,7 +544,8 @@ class LLM:
             stored = dict(payload)
             stored["usage"] = {"prompt_tokens": total.prompt_tokens,
                                "completion_tokens": total.completion_tokens}
-            self.cache.put(key, stored, model=reply.model, backend=self.backend, request=req,
+            # the *requested* model: the one a replay must ask for to find this answer again
+            self.cache.put(key, stored, model=self.model, backend=self.backend, request=req,
                            cost_usd=0.0 if math.isnan(cost) else cost)
         return self._finish(reply, t0)
 

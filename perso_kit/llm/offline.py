@@ -61,7 +61,7 @@ from .reply import STAND_IN_MODEL
 BASE_URL = "http://offline-stand-in.invalid/v1"
 FINGERPRINT = "perso-kit-offline-stand-in-v1"
 #: changes whenever the heuristics change, so old cached stand-in answers are not reused
-VERSION = "1"
+VERSION = "2"
 
 _HANDLERS: dict[str, dict[str, Callable]] = {"schema": {}, "text": {}, "tools": {}}
 
@@ -153,11 +153,12 @@ def _fabricate(titles: list[str], rng: np.random.Generator) -> str:
     pool = [re.sub(r"\s*\(\d{4}\)$", "", _surface_variant(t, 0)) for t in titles] or [
         "The Quiet Horizon", "Midnight Harbor"]
     a, b = pool[int(rng.integers(len(pool)))], pool[int(rng.integers(len(pool)))]
-    wa, wb = a.split(), b.split()
-    head = " ".join(wa[: max(1, len(wa) // 2)])
-    tail = " ".join(wb[max(1, len(wb) // 2):]) or "Returns"
+    wa = [w for w in a.split() if w.lower() not in ("the", "a", "an")] or a.split()
+    wb = [w for w in b.split() if w.lower() not in ("the", "a", "an")] or b.split()
+    head = wa[: max(1, len(wa) // 2)]
+    tail = [w for w in wb[len(wb) // 2:] if w not in head] or ["Returns"]
     year = int(rng.integers(1950, 2000))
-    return f"{head} {tail} ({year})"
+    return f"{' '.join(head + tail)} ({year})"
 
 
 def recommendation_text(ctx: H.Context, n: int, rng: np.random.Generator) -> str:
