@@ -18,14 +18,16 @@ PLANTED = "sk-planted-nb-" + secrets.token_hex(16)
 @pytest.mark.notebook
 def test_notebook_05_with_a_planted_key(tmp_path, monkeypatch):
     with LocalServer(api_key=PLANTED) as server:
-        for var, value in {"PERSO_KIT_LLM_BACKEND": "compatible", "OPENAI_BASE_URL": server.base_url,
-                           "OPENAI_API_KEY": PLANTED, "PERSO_KIT_CACHE_DIR": str(tmp_path / "cache"),
-                           "PERSO_KIT_LLM_CACHE": str(tmp_path / "cache" / "llm_cache.sqlite")}.items():
+        env = {"PERSO_KIT_LLM_BACKEND": "compatible", "OPENAI_BASE_URL": server.base_url,
+               "OPENAI_API_KEY": PLANTED, "PERSO_KIT_CACHE_DIR": str(tmp_path / "cache"),
+               "PERSO_KIT_LLM_CACHE": str(tmp_path / "cache" / "llm_cache.sqlite")}
+        for var, value in env.items():
             monkeypatch.setenv(var, value)
         run = run_notebook(NOTEBOOKS / "05_llm_basics_for_personalization.ipynb",
                            tmp_path / "out", {"SMALL": True}, timeout=300)
         assert run.status == "ok", run.error
-        used = [r for r in server.requests if r["headers"].get("authorization") == f"Bearer {PLANTED}"]
+        used = [r for r in server.requests
+                if r["headers"].get("authorization") == f"Bearer {PLANTED}"]
         assert len(used) > 20   # the key really went to the server on every call
     executed = run.output.read_text(encoding="utf-8")
     cache = (tmp_path / "cache" / "llm_cache.sqlite").read_bytes().decode("latin-1")

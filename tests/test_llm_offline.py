@@ -50,7 +50,8 @@ def test_ranking_orders_candidates_by_overlap_with_the_history(llm):
 
 
 def test_candidates_block_headed_candidates_wins_over_history_ids():
-    text = "History:\n[1] Alien (1979)\n[2] Heat (1995)\n\nChoose among these options:\n[8] A\n[9] B"
+    text = ("History:\n[1] Alien (1979)\n[2] Heat (1995)\n\n"
+            "Choose among these options:\n[8] A\n[9] B")
     assert [c.id for c in find_candidates(text)] == ["8", "9"]
     assert [c.id for c in find_candidates("id: 5 — Fargo\nid: 6 — Heat")] == ["5", "6"]
 

@@ -26,7 +26,8 @@ def test_lookup_exact_then_longest_prefix(tmp_path):
     assert prices.lookup("gpt-4o-2024-08-06").model == "gpt-4o"
     assert prices.lookup("llama3.2") is None
     own = tmp_path / "p.csv"
-    own.write_text("# mine\nmodel,input_usd_per_1m,output_usd_per_1m,as_of\nmy-model,1,2,2025-01-01\n")
+    own.write_text("# mine\nmodel,input_usd_per_1m,output_usd_per_1m,as_of\n"
+                   "my-model,1,2,2025-01-01\n")
     p = PriceTable(own).lookup("my-model")
     # 1,000 prompt + 500 completion tokens: (1000 * 1 + 500 * 2) / 1e6 dollars
     assert p.cost(1000, 500) == pytest.approx(0.002)
@@ -40,7 +41,7 @@ def test_provider_cached_tokens_use_the_cached_rate():
 
 
 def test_token_estimates():
-    assert estimate_tokens("") == 0 and estimate_tokens("abcd") == 1 and estimate_tokens("abcde") == 2
+    assert [estimate_tokens(t) for t in ("", "abcd", "abcde")] == [0, 1, 2]
     msgs = [{"role": "user", "content": "x" * 40}]
     assert estimate_prompt_tokens(msgs) == 10 + 4            # 40 chars / 4 + 4 per message
     assert estimate_prompt_tokens(msgs, safe=True) == 14 + 4  # / 3, rounded up: safer

@@ -35,7 +35,8 @@ def test_extract_json_failures_are_reported(text, reason):
 
 def test_validation_errors_name_the_place():
     assert validate({"ids": [1], "reason": "x"}, SCHEMA) is None
-    assert validate({"ids": [1, "2"], "reason": "x"}, SCHEMA) == "at ids/1: '2' is not of type 'integer'"
+    assert validate({"ids": [1, "2"], "reason": "x"}, SCHEMA) == \
+        "at ids/1: '2' is not of type 'integer'"
     assert validate({"ids": [1]}, SCHEMA) == "'reason' is a required property"
     assert "is too long" in validate({"ids": [1, 2, 3, 4], "reason": ""}, SCHEMA)
     assert parse_and_validate('```json\n{"ids": [2], "reason": "r"}\n```', SCHEMA) == (

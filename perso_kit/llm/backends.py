@@ -175,8 +175,9 @@ class Settings:
         s.max_retries = int(retries if retries is not None else 4)
         s.price_as = kw.pop("price_as", None) or _env("PERSO_KIT_LLM_PRICE_AS")
         titles_only = kw.pop("titles_only", None)
-        s.titles_only = bool(titles_only if titles_only is not None
-                             else (_env("PERSO_KIT_LLM_TITLES_ONLY") or "0") in ("1", "true", "yes"))
+        if titles_only is None:
+            titles_only = (_env("PERSO_KIT_LLM_TITLES_ONLY") or "0").lower() in ("1", "true", "yes")
+        s.titles_only = bool(titles_only)
         cache = kw.pop("cache_path", None)
         if cache is None:
             cache = _env("PERSO_KIT_LLM_CACHE")

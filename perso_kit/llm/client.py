@@ -721,12 +721,14 @@ class LLM:
                     raise LLMError(f"offline embedding failed: {error}", kind or "error")
                 out += [d["embedding"] for d in sorted(payload["data"], key=lambda d: d["index"])]
             label = self.stand_in.embedder.label
-            self._records.append({"backend": "offline", "model": label, "served_model": label,
-                                  "stand_in": True, "cached": False, "ok": True,
-                                  "prompt_tokens": sum(estimate_tokens(t) for t in texts),
-                                  "completion_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0,
-                                  "invalid_tool_calls": 0, "latency_s": 0.0, "attempts": 1,
-                                  "error_kind": None})
+            record = {"backend": "offline", "model": label, "served_model": label,
+                      "stand_in": True, "cached": False, "ok": True,
+                      "prompt_tokens": sum(estimate_tokens(t) for t in texts),
+                      "completion_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0,
+                      "invalid_tool_calls": 0, "latency_s": 0.0, "attempts": 1,
+                      "error_kind": None}
+            with self._lock:
+                self._records.append(record)
             dim = self.stand_in.embedder.dim_
             return np.asarray(out, dtype=np.float32).reshape(len(texts), dim)
         return self._embed_remote(texts, batch_size, model or self.settings.embed_model)

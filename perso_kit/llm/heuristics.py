@@ -15,7 +15,8 @@ The pieces (also useful to role modules writing their own stand-in handlers):
   titles found in the prompt, enums take the value sharing most words with the request, free
   text fields get a templated sentence citing the prompt's own titles.
 
->>> cands = find_candidates("History: Alien (1979)\\nCandidates:\\n[3] Toy Story (1995)\\n[7] Aliens (1986)")
+>>> cands = find_candidates("History: Alien (1979)\\nCandidates:\\n[3] Toy Story (1995)"
+...                         "\\n[7] Aliens (1986)")
 >>> [c.id for c in cands]
 ['3', '7']
 >>> fill_schema({"type": "object", "properties": {"ids": {"type": "array",

@@ -32,7 +32,8 @@ def normalize_schema(json_schema: dict) -> tuple[str, dict]:
     """``(name, schema)`` from either a plain JSON schema (its ``title`` is the name, else
     ``"answer"``) or the OpenAI form ``{"name": ..., "schema": {...}}``."""
     if not isinstance(json_schema, dict):
-        raise TypeError("json_schema must be a dict: a JSON schema, or {'name': ..., 'schema': ...}")
+        raise TypeError("json_schema must be a dict: a JSON schema, or "
+                        "{'name': ..., 'schema': ...}")
     if isinstance(json_schema.get("schema"), dict) and "name" in json_schema:
         return str(json_schema["name"]), json_schema["schema"]
     return str(json_schema.get("title", "answer")), json_schema
