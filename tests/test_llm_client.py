@@ -187,3 +187,12 @@ def test_conversation_helpers(env):
                     "content": '{"results": ["Heat (1995)"]}'}
     bad = llm.chat([{"content": "no role"}])
     assert bad.error_kind == "error" and "role" in bad.error
+
+
+def test_unknown_price_is_nan_and_said_in_the_table(env, srv, monkeypatch):
+    monkeypatch.setattr(srv, "model", "my-hosted-model")
+    llm = get_llm("openai", base_url=srv.base_url, api_key="sk-test-0000000000",
+                  model="my-hosted-model")
+    r = llm.chat("hello")
+    assert r.ok and r.cost_usd != r.cost_usd          # NaN: unknown, not zero
+    assert "price unknown" in llm.usage_table().loc[0, "note"] and llm.spent_usd == 0.0

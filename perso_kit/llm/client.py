@@ -819,7 +819,9 @@ class LLM:
         if self.settings.price_as:
             note = [f"{n + '; ' if n else ''}priced as {self.settings.price_as} (what-if)"
                     for n in note]
-        table["note"] = note
+        table["note"] = [n if not pd.isna(c) else
+                         f"{n + '; ' if n else ''}price unknown: add the model to "
+                         "data/llm_prices.csv" for n, c in zip(note, table["cost_usd"])]
         table = table.drop(columns="stand_in")
         if total and len(table) > 1:
             row = {c: table[c].sum() for c in cols if c not in ("backend", "model", "note")}
