@@ -21,8 +21,9 @@ joins the user's history with the star rating the world's truth gives it.
 **The feedback loop** (:func:`feedback_loop`): each round, fit the recommender on the data so
 far, recommend ``k`` items to every simulated user, let the users accept by the choice model,
 and add the accepted items to the data (timestamped one day later per round). Per round it
-measures what the lists concentrate on (exposure Gini, catalog coverage) and how happy users
-truly are (mean true utility of what was recommended and of what was accepted).
+measures what the lists concentrate on (exposure Gini, catalog coverage), how happy users truly
+are (mean true utility of what was recommended and of what was accepted, against the best
+possible), and what the data becomes (Gini of item popularity, items with no data reached).
 
 **A mitigation** (:class:`Exploration`): a wrapper recommender that gives a share of each list
 to random unseen items, so that items the model never shows get a chance to collect data.
@@ -202,6 +203,11 @@ class SimulatedUsers:
             raise ValueError("prefers() needs at least one item to choose from")
         z = self._noisy(self.utility(np.repeat(user_id, len(item_ids)), item_ids))
         return item_ids[int(np.argmax(z))]
+
+    def prefers_value(self, user_id, attribute: str, options) -> str:
+        """Which of ``options`` (values of ``attribute``) does ``user_id`` prefer?
+        ("Comedy or drama?" -> "Comedy"; see :meth:`attribute_preferences`.)"""
+        return self.attribute_preferences(user_id, attribute, values=options).index[0]
 
     def attribute_values(self, attribute: str) -> list[str]:
         """The values ``attribute`` takes in the catalog ("genre": Action, Comedy, ...)."""

@@ -100,6 +100,7 @@ def test_attribute_preferences_are_mean_true_utilities(demo_world, users):
     assert prefs["Comedy"] == pytest.approx(z[comedy].mean(), rel=1e-5)
     assert prefs["Drama"] == pytest.approx(z[drama].mean(), rel=1e-5)
     assert prefs.index[0] == ("Comedy" if z[comedy].mean() > z[drama].mean() else "Drama")
+    assert users.prefers_value(8, "genre", ["Drama", "Comedy"]) == prefs.index[0]
     eras = users.attribute_preferences(8, "era")
     nineties = (ds.items["year"] // 10 == 199).to_numpy()
     assert eras["1990s"] == pytest.approx(z[nineties].mean(), rel=1e-5)
