@@ -15,5 +15,16 @@ from .evaluate import evaluate, evaluate_recommendations
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """Load the heavier parts (``llm``, ``widgets``, ``simulate``, ``roles``, ``plots``) on
+    first use, so ``import perso_kit`` stays quick."""
+    import importlib
+
+    if name in ("llm", "widgets", "simulate", "roles", "plots", "report", "tour"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'perso_kit' has no attribute {name!r}")
+
+
 __all__ = ["Dataset", "load_dataset", "evaluate", "evaluate_recommendations", "split",
            "metrics", "recommenders", "config", "__version__"]

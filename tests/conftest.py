@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # Tests never reach a real LLM unless a live test asks for one explicitly.
 for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
-            "PERSO_KIT_LLM_BACKEND", "PERSO_KIT_LLM_REPLAY", "PERSO_KIT_LLM_MODEL"):
+            "AZURE_OPENAI_DEPLOYMENT", "OPENAI_API_VERSION", "PERSO_KIT_LLM_BACKEND",
+            "PERSO_KIT_LLM_REPLAY", "PERSO_KIT_LLM_MODEL", "PERSO_KIT_LLM_CACHE",
+            "PERSO_KIT_LLM_BUDGET_USD", "PERSO_KIT_LLM_TITLES_ONLY", "PERSO_KIT_LLM_PRICE_AS",
+            "PERSO_KIT_LLM_TIMEOUT", "PERSO_KIT_EMBED_MODEL", "PERSO_KIT_DATASET"):
     os.environ.pop(var, None)
+# Downloads and LLM caches of a test session go to a fresh folder, never the user's cache.
+os.environ["PERSO_KIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="perso-kit-tests-")
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
