@@ -1,0 +1,60 @@
+"""How long does one evaluation take? Prints a table (a benchmark, not a test).
+
+Protocol: random per-user 75/25 split (seed 42); top-10 for every user with test data,
+excluding training items; all accuracy and beyond-accuracy metrics. ``fit_s`` is the model's
+fit; ``evaluate_s`` is recommend + scoring, the median of 5 runs. ML-100K is read from
+PERSO_KIT_DATA_DIR (or the download cache) and skipped when absent.
+
+    python benchmarks/evaluate_speed.py
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+import pandas as pd
+
+import perso_kit as pk
+from perso_kit.recommenders import Popularity
+
+
+def models():
+    out = {"Popularity": Popularity()}
+    try:
+        from perso_kit.recommenders import EASE
+        out["EASE"] = EASE()
+    except ImportError:
+        pass
+    return out
+
+
+def main() -> None:
+    rows = []
+    for name in ["demo", "ml-100k"]:
+        try:
+            ds = pk.load_dataset(name, download=False) if name != "demo" else pk.load_dataset(name)
+        except Exception as e:  # no MovieLens files here
+            print(f"skipping {name}: {type(e).__name__}: {str(e).splitlines()[0]}")
+            continue
+        split = pk.split.random_per_user(ds, test_fraction=0.25, seed=42)
+        for model_name, model in models().items():
+            t0 = time.perf_counter()
+            model.fit(split.train)
+            fit_s = time.perf_counter() - t0
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                table = pk.evaluate({model_name: model}, split, k=10, fit=False)
+                times.append(time.perf_counter() - t0)
+            rows.append({"dataset": name, "model": model_name, "users": int(table["users"][0]),
+                         "ndcg@10": round(float(table["ndcg@10"][0]), 4),
+                         "fit_s": round(fit_s, 3), "evaluate_s": round(statistics.median(times), 3)})
+    print(f"evaluate() top-10 over all users; {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, perso-kit {pk.__version__}")
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
