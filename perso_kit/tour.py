@@ -51,7 +51,8 @@ def run_notebook(path: Path, output_dir: Path, parameters: dict | None = None,
     try:
         pm.execute_notebook(str(path), str(out), parameters=parameters or {},
                             cwd=str(path.parent), progress_bar=False, kernel_name="python3",
-                            execution_timeout=timeout, report_mode=False)
+                            execution_timeout=timeout, report_mode=False,
+                            language="python")
     except pm.PapermillExecutionError as e:
         status = "failed"
         error = f"cell {e.exec_count}: {e.ename}: {e.evalue}"
@@ -75,17 +76,18 @@ def _write_html(executed: Path) -> Path:
 
 
 def run_tour(output_dir: str | Path = REPO_DIR / "build" / "tour", parameters: dict | None = None,
-             only: list[str] | None = None, html: bool = True) -> pd.DataFrame:
+             only: list[str] | None = None, html: bool = True,
+             folder: str | Path = NOTEBOOK_DIR) -> pd.DataFrame:
     """Execute every notebook in order (or those whose name contains one of ``only``).
 
     ``parameters`` go to every notebook's parameters cell (a notebook ignores the ones it does
     not define). Returns the summary: notebook, seconds, status, error.
     """
-    paths = notebooks()
+    paths = notebooks(Path(folder))
     if only:
         paths = [p for p in paths if any(o in p.name for o in only)]
     if not paths:
-        raise FileNotFoundError(f"no notebooks to run in {NOTEBOOK_DIR}"
+        raise FileNotFoundError(f"no notebooks to run in {folder}"
                                 + (f" matching {only}" if only else ""))
     runs = []
     bar = tqdm(paths, desc="tour", unit="notebook")

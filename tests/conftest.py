@@ -19,6 +19,7 @@ os.environ["PERSO_KIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="perso-kit-tests-")
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
+PLANTED_KEY = "sk-planted-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,19 @@ def notebook_runs(tmp_path_factory):
         key = (name, tuple(sorted(parameters.items())))
         if key not in cache:
             params = {"SMALL": True, **parameters}
-            cache[key] = run_notebook(NOTEBOOKS / name, out_dir / str(len(cache)), params)
+            # A planted key sits in the kernel's environment (the offline backend is chosen
+            # explicitly): test_notebooks.py checks that it reaches no output.
+            planted = {"OPENAI_API_KEY": PLANTED_KEY, "PERSO_KIT_LLM_BACKEND": "offline"}
+            saved = {k: os.environ.get(k) for k in planted}
+            os.environ.update(planted)
+            try:
+                cache[key] = run_notebook(NOTEBOOKS / name, out_dir / str(len(cache)), params)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
         return cache[key]
 
     return run

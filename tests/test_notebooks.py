@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import NOTEBOOKS
+from conftest import NOTEBOOKS, PLANTED_KEY
 
 ALL = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
@@ -32,3 +32,24 @@ def test_notebook_has_a_tagged_parameters_cell_first(name):
 def test_notebook_executes(notebook_runs, name):
     run = notebook_runs(name)
     assert run.status == "ok", f"{name} failed: {run.error}"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", ALL)
+def test_planted_key_reaches_no_output(notebook_runs, name):
+    run = notebook_runs(name)
+    assert run.output is not None
+    text = run.output.read_text(encoding="utf-8")
+    assert PLANTED_KEY not in text and PLANTED_KEY[3:20] not in text
+
+
+@pytest.mark.notebook
+def test_start_here_records_the_environment(notebook_runs):
+    from perso_kit.report import read_records
+
+    run = notebook_runs("00_start_here.ipynb")
+    assert run.status == "ok", run.error
+    rec = read_records(run.output)
+    assert rec["dataset"] == "demo" and rec["users"] == 1000
+    assert rec["backend"] == "offline" and rec["offline"] is True
+    assert 0.2 < rec["ndcg_popularity"] < 0.4

@@ -110,7 +110,7 @@ class Dataset:
             "interactions": self.n_interactions,
             "density": round(self.density, 5),
             "median interactions per user": float(per_user.median()) if len(per_user) else 0.0,
-        }, name=self.name)
+        }, name=self.name, dtype=object)
 
     # ----------------------------------------------------------------------------- indices
     @cached_property
