@@ -79,3 +79,60 @@ def api_key_box(on_connect=None, backend: str = "openai", budget_usd: float | No
     button.on_click(connect)
     box.connect = connect
     return box
+
+
+def explanation_explorer(table, user_ids=None):
+    """Pick a user; see their recommendations with the template and LLM explanations side by
+    side, failed faithfulness checks highlighted in red.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`perso_kit.roles.explainer.explain_recommendations` (columns ``user_id,
+        item_id, title, source, explanation, bad_citations, bad_attributes, call_ok`` ...).
+    user_ids : list, optional
+        Users offered in the drop-down (default: every user in ``table``).
+
+    Returns
+    -------
+    ipywidgets.VBox
+    """
+    import ipywidgets as w
+
+    users = list(dict.fromkeys(table["user_id"])) if user_ids is None else list(user_ids)
+    sources = list(dict.fromkeys(table["source"]))
+    pick = w.Dropdown(options=users, description="user")
+    out = w.HTML()
+
+    def cell(row) -> str:
+        if row is None:
+            return "<td>-</td>"
+        problems = []
+        if not row.get("call_ok", True):
+            problems.append("no usable answer")
+        problems += [f"not in history: {html.escape(str(t))}" for t in row["bad_citations"]]
+        problems += [f"not true of the item: {html.escape(str(a))}"
+                     for a in row["bad_attributes"]]
+        style = "background:#fde0e0" if problems else "background:#e6f4e6"
+        note = ("<br><small><b>failed:</b> " + "; ".join(problems) + "</small>"
+                if problems else "<br><small>checks passed</small>")
+        return f"<td style='{style};vertical-align:top'>{html.escape(row['explanation'])}{note}</td>"
+
+    def show(_=None):
+        sub = table[table["user_id"] == pick.value]
+        head = "".join(f"<th>{html.escape(str(s))}</th>" for s in sources)
+        body = []
+        for item_id, g in sub.groupby("item_id", sort=False):
+            by_src = {r["source"]: r for r in g.to_dict("records")}
+            title = html.escape(str(g["title"].iloc[0]))
+            drivers = g["drivers"].iloc[0] if "drivers" in g else None
+            drv = (f"<br><small>kNN drivers: {html.escape(', '.join(drivers))}</small>"
+                   if isinstance(drivers, list) and drivers else "")
+            body.append(f"<tr><td style='vertical-align:top'><b>{title}</b>{drv}</td>"
+                        + "".join(cell(by_src.get(s)) for s in sources) + "</tr>")
+        out.value = (f"<table style='border-collapse:collapse'><tr><th>recommended</th>{head}"
+                     f"</tr>{''.join(body)}</table>")
+
+    pick.observe(show, names="value")
+    show()
+    return w.VBox([pick, out])
