@@ -114,3 +114,26 @@ def test_hybrid_stays_close_to_als_on_warm_users(demo, demo_vectors):
     t = t[t["segment"] == "all"].set_index("model")
     for metric in ("recall@10", "ndcg@10"):
         assert t.loc["Hybrid", metric] >= 0.94 * t.loc["ALS", metric], metric
+
+
+@pytest.mark.movielens
+def test_benchmark_table_on_movielens_100k():
+    """The benchmark's table on real ML-100K (runs when PERSO_KIT_DATA_DIR holds ml-100k)."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("PERSO_KIT_DATA_DIR")
+    if not root or not (Path(root) / "ml-100k" / "u.data").exists():
+        pytest.skip("set PERSO_KIT_DATA_DIR to a folder with ml-100k/ to run this benchmark")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cold_start_movielens.py"
+    spec = importlib.util.spec_from_file_location("cold_start_movielens", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    t = bench.run("ml-100k").set_index(["scenario", "model"])
+    assert "not an LLM" in t.attrs["embedder"]
+    new = t.loc["new items"]
+    assert new.loc["Content", "recall@10"] > 2 * new.loc["ALS", "recall@10"]
+    assert new.loc["ALS", "new_item_share"] == 0.0 < new.loc["Hybrid", "new_item_share"]
+    warm = t.loc["warm users"]
+    assert warm.loc["Hybrid", "ndcg@10"] >= 0.94 * warm.loc["ALS", "ndcg@10"]

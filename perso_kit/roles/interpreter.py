@@ -17,6 +17,8 @@ watched (or the vector of a profile written in words). Then:
                             get a content-only score
 :func:`content_features`    content similarity and attribute matches as features for the
                             LightGBM ranker (:class:`~perso_kit.recommenders.ltr.TwoStageRanker`)
+:func:`cold_start_table`    recall and NDCG on new items, on users with few interactions and on
+                            warm users, plus the share of new items in full-catalog lists
 ==========================  ==================================================================
 
 >>> from perso_kit import load_dataset
@@ -36,6 +38,7 @@ import pandas as pd
 from ..data.dataset import Dataset
 from ..llm.embeddings import OfflineEmbedder
 from ..recommenders.base import Recommender
+from ..split import Split
 
 _ATTRIBUTE_FIELDS = ("genres", "mood", "themes", "audience", "keywords", "summary")
 
@@ -385,4 +388,48 @@ def _attribute_matches(attributes: pd.DataFrame, history: Dataset, X, u, i) -> d
             n_g = G[i].sum(axis=1)
             tot = (G[i] * share[u]).sum(axis=1)
             out["llm_genre_match"] = np.divide(tot, n_g, out=np.zeros(len(i)), where=n_g > 0)
+    return out
+
+
+def cold_start_table(models, item_split: Split, new_item_ids, user_split: Split | None = None,
+                     warm_split: Split | None = None, k: int = 10) -> pd.DataFrame:
+    """The cold-start table: each model on new items, on new users and on warm users.
+
+    Scenarios (one row per model and scenario; each model is refitted on each split's train):
+
+    ``new items``
+        ``item_split`` (e.g. :func:`~perso_kit.split.new_items` or
+        :func:`~perso_kit.split.cold_start_items`), lists restricted to ``new_item_ids``:
+        can the model tell which new item a user will pick? ``new_item_share`` is the share of
+        slots new items take when the model recommends from the *whole* catalog.
+    ``users <=5``
+        ``user_split`` (e.g. ``cold_start_users(ds, n_visible=5)``): users with at most five
+        training interactions, lists from the whole catalog.
+    ``warm users``
+        ``warm_split`` (e.g. ``random_per_user(ds)``), all test users.
+
+    Returns
+    -------
+    DataFrame ``model, scenario, users, recall@k, ndcg@k, new_item_share``.
+    """
+    from ..evaluate import evaluate
+
+    new_item_ids = np.asarray(new_item_ids)
+    rows = []
+    t = evaluate(models, item_split, k=k, items=new_item_ids, progress=False)
+    users = item_split.test_users
+    for _, r in t[t["segment"] == "all"].iterrows():
+        recs = models[r["model"]].recommend(users=users, k=k)
+        rows.append(dict(model=r["model"], scenario="new items", users=r["users"],
+                         recall=r[f"recall@{k}"], ndcg=r[f"ndcg@{k}"],
+                         new_item_share=float(recs["item_id"].isin(new_item_ids).mean())))
+    for name, split, seg in (("users <=5", user_split, "<=5"), ("warm users", warm_split, "all")):
+        if split is None:
+            continue
+        t = evaluate(models, split, k=k, by="activity", progress=False)
+        for _, r in t[t["segment"] == seg].iterrows():
+            rows.append(dict(model=r["model"], scenario=name, users=r["users"],
+                             recall=r[f"recall@{k}"], ndcg=r[f"ndcg@{k}"],
+                             new_item_share=np.nan))
+    out = pd.DataFrame(rows).rename(columns={"recall": f"recall@{k}", "ndcg": f"ndcg@{k}"})
     return out

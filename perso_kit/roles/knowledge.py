@@ -313,7 +313,8 @@ def _listed(prompt: str, label: str) -> list[str]:
 def _stand_in_attributes(req) -> dict:
     """Offline keyword tagger over the prompt's description (reads the prompt only)."""
     prompt = req.ctx.prompt
-    genres, moods = _listed(prompt, "Genres to choose from"), _listed(prompt, "Moods to choose from")
+    genres = _listed(prompt, "Genres to choose from")
+    moods = _listed(prompt, "Moods to choose from")
     title = re.search(r"^Film:\s*(.+)$", prompt, re.M)
     title = title.group(1).strip() if title else ""
     desc = re.search(r"^Description:\s*(.+)$", prompt, re.M)
