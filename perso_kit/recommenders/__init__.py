@@ -1,7 +1,24 @@
-"""Recommenders, all behind one interface (:class:`~perso_kit.recommenders.base.Recommender`)."""
+"""Recommenders, all behind one interface (:class:`~perso_kit.recommenders.base.Recommender`).
+
+=====================  ====================================================================
+model                  idea
+=====================  ====================================================================
+:class:`Popularity`    the most-watched items, for everyone (the floor)
+:class:`ItemKNN`       items watched by the same people (shrunk cosine neighbourhoods)
+:class:`EASE`          a linear item-to-item autoencoder with a closed form (Steck 2019)
+:class:`ALS`           matrix factorization with confidence weights (Hu et al. 2008)
+:class:`BPR`           matrix factorization that learns to rank pairs (Rendle et al. 2009)
+:class:`TwoStageRanker`  candidates from retrievers, re-ranked by LightGBM LambdaRank
+=====================  ====================================================================
+"""
 from __future__ import annotations
 
 from .base import NotFittedError, Recommender
+from .ease import EASE
+from .itemknn import ItemKNN
+from .ltr import TwoStageRanker
+from .mf import ALS, BPR
 from .popularity import Popularity
 
-__all__ = ["Recommender", "NotFittedError", "Popularity"]
+__all__ = ["Recommender", "NotFittedError", "Popularity", "ItemKNN", "EASE", "ALS", "BPR",
+           "TwoStageRanker"]

@@ -1,0 +1,77 @@
+"""EASE: a shallow linear autoencoder with a closed-form solution (Steck 2019).
+
+EASE learns an items x items weight matrix ``B`` that reconstructs each user's row of the
+binary matrix ``X`` from the *other* items of that row::
+
+    minimize  ||X - X B||^2 + l2 * ||B||^2   subject to  diag(B) = 0
+
+The constraint stops the trivial answer ``B = I`` (an item predicting itself). The solution is
+closed form: with ``P = (X^T X + l2 * I)^-1``,
+
+    B[i, j] = -P[i, j] / P[j, j]   for i != j,      B[j, j] = 0,
+
+so fitting is one matrix inversion (items x items) and a user's scores are ``x_u B``. Simple,
+and on MovieLens one of the strongest classic baselines.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from ..data.dataset import Dataset
+from .base import Recommender
+from .similar import SimilarItemsMixin
+
+
+class EASE(SimilarItemsMixin, Recommender):
+    """Embarrassingly Shallow AutoEncoder (see the module docstring).
+
+    Parameters
+    ----------
+    l2 : float
+        L2 regularization of ``B``; larger values shrink the weights (a few hundred suits
+        MovieLens-sized data; sweep it).
+    max_items : int
+        Refuse catalogs larger than this (``B`` is dense: items^2 floats).
+
+    Attributes
+    ----------
+    weights_ : ndarray, items x items
+        ``B``: ``weights_[i, j]`` is how much having item ``i`` raises the score of ``j``.
+
+    Example
+    -------
+    >>> from perso_kit import load_dataset
+    >>> model = EASE(l2=300).fit(load_dataset("demo"))
+    >>> model.weights_.shape
+    (1800, 1800)
+    """
+
+    def __init__(self, l2: float = 300.0, max_items: int = 20_000):
+        if l2 <= 0:
+            raise ValueError(f"l2 must be positive (it makes X^T X + l2 I invertible), got {l2}")
+        self.l2 = float(l2)
+        self.max_items = int(max_items)
+
+    def fit(self, train: Dataset) -> "EASE":
+        super().fit(train)
+        if train.n_items > self.max_items:
+            raise ValueError(f"EASE keeps a dense {train.n_items:,} x {train.n_items:,} matrix; "
+                             f"that is above max_items={self.max_items:,}. Filter rare items "
+                             "first or raise max_items if you have the memory.")
+        X = train.matrix()
+        self.X_ = X
+        G = (X.T @ X).toarray().astype(np.float64)
+        G[np.diag_indices_from(G)] += self.l2
+        P = scipy.linalg.inv(G, overwrite_a=True, check_finite=False)
+        B = -P / np.diag(P)[None, :]
+        B[np.diag_indices_from(B)] = 0.0
+        self.weights_ = B.astype(np.float32)
+        return self
+
+    def _score(self, user_idx: np.ndarray) -> np.ndarray:
+        return np.asarray(self.X_[user_idx] @ self.weights_)
+
+    def _item_similarities(self, item_idx: int) -> np.ndarray:
+        # how strongly having this item predicts each other item
+        return self.weights_[item_idx]
