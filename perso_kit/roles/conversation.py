@@ -1,0 +1,528 @@
+"""The LLM in a conversational recommender: take requests in words, ask back, refine.
+
+One turn of :class:`Conversation` does four things:
+
+1. **Understand** -- the LLM reads the user's message and returns a *dialogue update* (JSON
+   with the schema :data:`DIALOGUE_UPDATE`): genres, moods and decades wanted or excluded, a
+   maximum runtime, titles liked, disliked or to leave out.
+2. **Track** -- the update is merged into the :class:`DialogueState`, which remembers every
+   constraint stated so far, the items liked and disliked and the items already shown. Titles
+   are grounded to catalog ids (:func:`perso_kit.llm.grounding.ground_titles`); values outside
+   the catalog's vocabulary are dropped.
+3. **Recommend** -- a classic recommender scores the catalog for the user (popularity when the
+   user is unknown); the state filters it. Exclusions are hard: an excluded genre, mood or item
+   never appears. Wishes (genre, mood, decade, runtime) are relaxed, last stated first, only when
+   nothing would be left.
+4. **Ask back** -- the reply lists the picks and asks about one attribute not stated yet,
+   offering the values most common among the items still eligible.
+
+Evaluation with simulated users (:func:`evaluate_conversations`): each
+:class:`SimulatedPartner` has a *hidden target* (items it truly likes and has not seen) and
+answers the system's questions from its true preferences. The target never enters a prompt: the
+partner only ever says attribute values and the titles of items it was shown.
+
+The offline stand-in reads a user's message with :func:`parse_request` (rules over the words of
+the request and the vocabulary listed in the prompt): it is **not an LLM**.
+
+Example
+-------
+>>> from perso_kit.data.demo import make_world
+>>> from perso_kit.llm import get_llm
+>>> ds = make_world(seed=42).dataset
+>>> conv = Conversation(get_llm("offline", cache_path="off"), ds, k=3)
+>>> turn = conv.send("A comedy from the 90s please, but no horror")
+>>> sorted(conv.state.genres), conv.state.decades, sorted(conv.state.exclude_genres)
+(['Comedy'], ['1990s'], ['Horror'])
+>>> all("Comedy" in g and "Horror" not in g for g in turn.recommendations["genres"])
+True
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..data.dataset import Dataset
+from ..llm import grounding, register_handler
+from ..llm import heuristics as H
+
+#: attributes the system can ask about, in the order it asks
+QUESTION_ORDER = ("genre", "era", "mood")
+
+#: the JSON schema of a dialogue update (all fields required, lists may be empty)
+DIALOGUE_UPDATE = {
+    "title": "dialogue_update",
+    "type": "object",
+    "properties": {
+        "genres": {"type": "array", "items": {"type": "string"},
+                   "description": "genres the user asks for"},
+        "exclude_genres": {"type": "array", "items": {"type": "string"},
+                           "description": "genres the user does not want"},
+        "moods": {"type": "array", "items": {"type": "string"}},
+        "exclude_moods": {"type": "array", "items": {"type": "string"}},
+        "decades": {"type": "array", "items": {"type": "string"},
+                    "description": "release decades such as 1990s"},
+        "max_runtime": {"type": ["integer", "null"],
+                        "description": "longest runtime in minutes, null if not said"},
+        "liked_titles": {"type": "array", "items": {"type": "string"}},
+        "disliked_titles": {"type": "array", "items": {"type": "string"}},
+        "exclude_titles": {"type": "array", "items": {"type": "string"},
+                           "description": "titles not to recommend (seen, or refused)"},
+    },
+    "required": ["genres", "exclude_genres", "moods", "exclude_moods", "decades",
+                 "max_runtime", "liked_titles", "disliked_titles", "exclude_titles"],
+    "additionalProperties": False,
+}
+
+SYSTEM_PROMPT = """You help a user find a movie in a catalog. Read the user's latest message and \
+return the constraints it states, as JSON. Use only these values.
+Allowed genres: {genres}
+Allowed moods: {moods}
+Allowed decades: {decades}
+Put titles the user liked in liked_titles, titles they disliked in disliked_titles, titles not \
+to recommend (already seen, or refused) in exclude_titles. Lists stay empty when nothing is said.
+Constraints known so far (for context): {state}"""
+
+
+# ------------------------------------------------------------------------- reading requests
+_NEGATION = re.compile(r"\b(no|not|without|except|avoid|hate|hated|nothing|don't|dont|never|"
+                       r"skip|none|didn't|didnt|rather not|already seen|seen)\b")
+_DISLIKE = re.compile(r"\b(didn't like|didnt like|disliked|hated|hate|boring|awful)\b")
+_LIKE = re.compile(r"\b(liked|loved|like|love|enjoyed|enjoy|similar to|such as)\b")
+_DECADE = re.compile(r"\b(?:(19|20)(\d)0|(\d)0)'?s\b")
+_RUNTIME = re.compile(r"\b(?:under|less than|shorter than|at most|no more than|max(?:imum)?|"
+                      r"below|within)\s+(an?|one|two|three|\d+(?:\.\d+)?)\s*"
+                      r"(hours?|hrs?|h|minutes|mins?)\b")
+_NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3}
+_SYNONYMS = {"Sci-Fi": ["sci-fi", "science fiction", "scifi"], "Comedy": ["comedy", "comedies",
+             "funny"], "Romance": ["romance", "romantic", "love story"], "Horror": ["horror",
+             "scary"], "Children's": ["children's", "kids", "children"], "Film-Noir": [
+             "film-noir", "noir"], "Animation": ["animation", "animated"], "Documentary": [
+             "documentary", "documentaries"], "Mystery": ["mystery", "mysteries"]}
+
+
+def _list_after(label: str, prompt: str) -> list[str]:
+    m = re.search(rf"^{label}:\s*(.+)$", prompt, re.M | re.I)
+    return [v.strip() for v in m.group(1).split(",") if v.strip()] if m else []
+
+
+def _value_pattern(value: str) -> re.Pattern:
+    forms = _SYNONYMS.get(value, [value.lower()])
+    alts = "|".join(re.escape(f) for f in forms)
+    return re.compile(rf"(?<![\w-])(?:{alts})(?:s|es)?(?![\w-])")
+
+
+_LEAD = {"i", "i'd", "i'm", "not", "no", "please", "but", "and", "also", "maybe", "except"}
+
+
+def _titles(text: str) -> list[str]:
+    """``Title (1999)`` strings, one sentence at a time, without a lead-in ("not", "I liked")."""
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        for t in H.find_titles(sentence):
+            toks = t.split()
+            start = 0
+            for i, tok in enumerate(toks[:-1]):
+                if tok.lower().strip(",") in _LEAD or tok[:1].islower():
+                    start = i + 1
+                else:
+                    break
+            t = " ".join(toks[start:])
+            if t and t not in out:
+                out.append(t)
+    return out
+
+
+def parse_request(text: str, genres=(), moods=()) -> dict:
+    """Read constraints from one message with plain rules (what the offline stand-in uses).
+
+    Parameters
+    ----------
+    text : str
+        The user's message.
+    genres, moods : list of str
+        The vocabulary to look for (values outside it are never returned).
+
+    Returns
+    -------
+    dict
+        A value of :data:`DIALOGUE_UPDATE`. A value is excluded when a negation word (no, not,
+        without, ...) precedes it in the same clause.
+
+    Example
+    -------
+    >>> u = parse_request("A funny one from the 80s, not horror, under two hours",
+    ...                   genres=["Comedy", "Horror"], moods=["dark"])
+    >>> u["genres"], u["exclude_genres"], u["decades"], u["max_runtime"]
+    (['Comedy'], ['Horror'], ['1980s'], 120)
+    """
+    out = {k: [] for k in DIALOGUE_UPDATE["required"]}
+    out["max_runtime"] = None
+    titles = _titles(text or "")
+    masked = text or ""
+    for n, t in enumerate(titles):  # titles may hold commas: mask them before splitting
+        masked = masked.replace(t, f" TITLE{n} ")
+    for clause in re.split(r"[.;!?,]|\bbut\b|\bhowever\b", masked.lower()):
+        for values, want, drop in ((genres, "genres", "exclude_genres"),
+                                   (moods, "moods", "exclude_moods")):
+            for v in values:
+                m = _value_pattern(v).search(clause)
+                if m:
+                    key = drop if _NEGATION.search(clause[:m.start()]) else want
+                    if v not in out[key]:
+                        out[key].append(v)
+        for m in _DECADE.finditer(clause):
+            century, tens = (m.group(1), m.group(2)) if m.group(1) else (
+                "19" if int(m.group(3)) >= 3 else "20", m.group(3))
+            decade = f"{century}{tens}0s"
+            if decade not in out["decades"]:
+                out["decades"].append(decade)
+        m = _RUNTIME.search(clause)
+        if m:
+            n = _NUMBER_WORDS.get(m.group(1)) or float(m.group(1))
+            out["max_runtime"] = int(round(n * 60 if m.group(2).startswith("h") else n))
+        for n in range(len(titles)):
+            pos = clause.find(f"title{n}")
+            if pos < 0:
+                continue
+            before = clause[:pos]
+            if _DISLIKE.search(before):
+                out["disliked_titles"].append(titles[n])
+            elif _NEGATION.search(before):
+                out["exclude_titles"].append(titles[n])
+            elif _LIKE.search(before):
+                out["liked_titles"].append(titles[n])
+    return out
+
+
+def _stand_in_update(req) -> dict:
+    """Stand-in heuristic for the ``dialogue_update`` schema: reads only the request."""
+    prompt = req.ctx.prompt
+    return parse_request(req.ctx.query, _list_after("Allowed genres", prompt),
+                         _list_after("Allowed moods", prompt))
+
+
+register_handler("dialogue_update", _stand_in_update)
+
+
+# ------------------------------------------------------------------------- the state
+@dataclass
+class DialogueState:
+    """Everything the user has said so far, as constraints (see the module docstring)."""
+
+    genres: set = field(default_factory=set)
+    exclude_genres: set = field(default_factory=set)
+    moods: set = field(default_factory=set)
+    exclude_moods: set = field(default_factory=set)
+    decades: list = field(default_factory=list)
+    max_runtime: int | None = None
+    liked: list = field(default_factory=list)
+    disliked: list = field(default_factory=list)
+    excluded: list = field(default_factory=list)
+    shown: list = field(default_factory=list)
+    asked: list = field(default_factory=list)
+
+    def stated(self, attribute: str) -> bool:
+        """Whether the user has said something about ``attribute`` (genre, era, mood)."""
+        return bool({"genre": self.genres | self.exclude_genres, "era": self.decades,
+                     "mood": self.moods | self.exclude_moods}[attribute])
+
+    def apply(self, update: dict, title_ids: dict | None = None) -> None:
+        """Merge one dialogue update. Wanted genres accumulate; a newly stated mood or decade
+        replaces the previous one; exclusions accumulate and win over wishes.
+        ``title_ids`` maps a title of the update to its catalog id (grounded beforehand)."""
+        title_ids = title_ids or {}
+        self.exclude_genres |= set(update.get("exclude_genres", []))
+        self.genres = (self.genres | set(update.get("genres", []))) - self.exclude_genres
+        self.exclude_moods |= set(update.get("exclude_moods", []))
+        if update.get("moods"):
+            self.moods = set(update["moods"])
+        self.moods -= self.exclude_moods
+        if update.get("decades"):
+            self.decades = list(update["decades"])
+        if update.get("max_runtime"):
+            self.max_runtime = int(update["max_runtime"])
+        for key, target in (("liked_titles", self.liked), ("disliked_titles", self.disliked),
+                            ("exclude_titles", self.excluded)):
+            for t in update.get(key, []):
+                item = title_ids.get(t)
+                if item is not None and item not in target:
+                    target.append(item)
+
+    def summary(self) -> dict:
+        """The state as a small JSON-able dict (what the prompt shows)."""
+        return {"genres": sorted(self.genres), "exclude_genres": sorted(self.exclude_genres),
+                "moods": sorted(self.moods), "exclude_moods": sorted(self.exclude_moods),
+                "decades": self.decades, "max_runtime": self.max_runtime,
+                "liked": self.liked, "disliked": self.disliked, "excluded": self.excluded,
+                "shown": len(self.shown)}
+
+
+def violations(state: DialogueState, items: pd.DataFrame) -> pd.Series:
+    """Per item row, whether it breaks an *exclusion* of ``state`` (excluded or disliked item,
+    excluded genre or mood). Recommendations must never have one."""
+    bad_genre = items["genres"].map(lambda g: bool(set(g) & state.exclude_genres))
+    return (bad_genre | items["mood"].isin(state.exclude_moods)
+            | items["item_id"].isin(state.excluded + state.disliked))
+
+
+# ------------------------------------------------------------------------- the system
+@dataclass
+class Turn:
+    """One exchange: the user's ``text``, the parsed ``update``, the ``recommendations``
+    (item_id, title, year, genres, mood, runtime), the ``question`` asked back (attribute and
+    options) and the system's ``reply`` text; ``relaxed`` lists wishes dropped to fill the
+    list; ``reply_ok`` is False when the LLM call failed (the turn then uses no update)."""
+
+    text: str
+    update: dict
+    recommendations: pd.DataFrame
+    question: dict | None
+    reply: str
+    relaxed: list
+    reply_ok: bool = True
+
+
+class Conversation:
+    """A multi-turn conversational recommender over a catalog (see the module docstring).
+
+    Parameters
+    ----------
+    llm : perso_kit.llm.LLM
+        Reads each message into a dialogue update (the offline stand-in works: not an LLM).
+    dataset : Dataset
+        The catalog (items with genres, year, mood, runtime) and the interactions a user's
+        history comes from.
+    recommender : Recommender, optional
+        A fitted recommender that scores items for ``user``; popularity when None or when the
+        user is unknown.
+    user : optional
+        The user id (their seen items are never recommended).
+    k : int
+        Recommendations per turn.
+    ask : sequence of str
+        Attributes the system asks about, in order (subset of :data:`QUESTION_ORDER`).
+    n_options : int
+        Values offered in a question.
+    """
+
+    def __init__(self, llm, dataset: Dataset, recommender=None, user=None, k: int = 5,
+                 ask=QUESTION_ORDER, n_options: int = 4):
+        self.llm, self.dataset, self.recommender, self.user = llm, dataset, recommender, user
+        self.k, self.ask, self.n_options = int(k), tuple(ask), int(n_options)
+        items = dataset.items
+        self._items = items.assign(decade=items["year"].map(
+            lambda y: None if pd.isna(y) else f"{int(y) // 10 * 10}s")).reset_index(drop=True)
+        self._index = grounding.TitleIndex(items)
+        self.vocab = {"genres": sorted({g for gs in items["genres"] for g in gs}),
+                      "moods": sorted(set(items["mood"].dropna())),
+                      "decades": sorted(set(self._items["decade"].dropna()))}
+        self._base = self._base_scores()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the dialogue (state, turns, prompts sent)."""
+        self.state = DialogueState()
+        self.turns: list[Turn] = []
+        self.prompts: list[list[dict]] = []
+
+    # ---------------------------------------------------------------- scoring
+    def _base_scores(self) -> np.ndarray:
+        ds = self.dataset
+        if self.recommender is not None and self.user is not None:
+            train = getattr(self.recommender, "train_", None)
+            if train is not None and self.user in set(train.user_ids):
+                s = self.recommender.score([self.user], ds.item_ids)[0].astype(float)
+                return np.where(np.isfinite(s), s, -1e9)
+        pop = ds.item_popularity().reindex(ds.item_ids).fillna(0).to_numpy(float)
+        return np.log1p(pop)
+
+    def _seen(self) -> set:
+        if self.user is None:
+            return set()
+        inter = self.dataset.interactions
+        return set(inter.loc[inter["user_id"] == self.user, "item_id"])
+
+    def eligible(self) -> tuple[pd.DataFrame, list]:
+        """Items the state allows (exclusions hard; wishes relaxed last-first if nothing is
+        left), with a ``score`` column; and the list of relaxed wishes."""
+        it, st = self._items, self.state
+        hard = ~violations(st, it) & ~it["item_id"].isin(set(st.shown) | self._seen())
+        wishes = [("genre", it["genres"].map(lambda g: bool(set(g) & st.genres))
+                   if st.genres else None),
+                  ("era", it["decade"].isin(st.decades) if st.decades else None),
+                  ("mood", it["mood"].isin(st.moods) if st.moods else None),
+                  ("runtime", it["runtime"] <= st.max_runtime if st.max_runtime else None)]
+        wishes = [(n, m) for n, m in wishes if m is not None]
+        relaxed = []
+        while True:
+            mask = hard.copy()
+            for _, m in wishes:
+                mask &= m
+            if mask.sum() >= self.k or not wishes:
+                break
+            relaxed.append(wishes.pop()[0])
+        out = it[mask.to_numpy()].copy()
+        out["score"] = self._base[mask.to_numpy()]
+        return out.sort_values("score", ascending=False, kind="stable"), relaxed
+
+    # ---------------------------------------------------------------- one turn
+    def _understand(self, text: str) -> tuple[dict, bool]:
+        system = SYSTEM_PROMPT.format(genres=", ".join(self.vocab["genres"]),
+                                      moods=", ".join(self.vocab["moods"]),
+                                      decades=", ".join(self.vocab["decades"]),
+                                      state=json.dumps(self.state.summary()))
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
+        self.prompts.append(messages)
+        reply = self.llm.chat(messages, json_schema=DIALOGUE_UPDATE)
+        if not reply.ok or not isinstance(reply.data, dict):
+            return {k: [] for k in DIALOGUE_UPDATE["required"]} | {"max_runtime": None}, False
+        data = dict(reply.data)
+        for key, allowed in (("genres", "genres"), ("exclude_genres", "genres"),
+                             ("moods", "moods"), ("exclude_moods", "moods"),
+                             ("decades", "decades")):  # keep catalog values only
+            lower = {v.lower(): v for v in self.vocab[allowed]}
+            data[key] = [lower[v.lower()] for v in data.get(key) or []
+                         if isinstance(v, str) and v.lower() in lower]
+        return data, True
+
+    def _question(self, pool: pd.DataFrame) -> dict | None:
+        for attr in self.ask:
+            if self.state.stated(attr) or attr in self.state.asked:
+                continue
+            col = {"genre": pool["genres"].explode(), "era": pool["decade"],
+                   "mood": pool["mood"]}[attr]
+            options = col.value_counts().index[: self.n_options].tolist()
+            if len(options) >= 2:
+                self.state.asked.append(attr)
+                return {"attribute": attr, "options": options}
+        return None
+
+    def send(self, text: str) -> Turn:
+        """Take one user message; return the :class:`Turn` (picks, question, reply text)."""
+        update, ok = self._understand(text)
+        titles = [t for key in ("liked_titles", "disliked_titles", "exclude_titles")
+                  for t in update.get(key) or []]
+        ids = {}
+        if titles:
+            g = grounding.ground_titles(titles, self._index)
+            ids = {t: (None if h else int(i)) for t, i, h in
+                   zip(titles, g["item_id"], g["hallucinated"])}
+        self.state.apply(update, ids)
+        pool, relaxed = self.eligible()
+        recs = pool.head(self.k)[["item_id", "title", "year", "genres", "mood", "runtime"]]
+        recs = recs.reset_index(drop=True)
+        self.state.shown.extend(recs["item_id"].tolist())
+        question = self._question(pool.iloc[self.k:])
+        lines = [f"{i + 1}. {r.title} — {', '.join(r.genres)}, {r.mood}, {r.runtime} min"
+                 for i, r in enumerate(recs.itertuples())]
+        ask = ""
+        if question:
+            opts = " or ".join(str(o) for o in question["options"])
+            ask = {"genre": f"Which genre are you in the mood for: {opts}?",
+                   "era": f"From which decade: {opts}?",
+                   "mood": f"Which mood: {opts}?"}[question["attribute"]]
+        note = f" (I had to relax: {', '.join(relaxed)})" if relaxed else ""
+        reply = "Here are some picks" + note + ":\n" + "\n".join(lines) + (
+            "\n" + ask if ask else "")
+        turn = Turn(text, update, recs, question, reply, relaxed, ok)
+        self.turns.append(turn)
+        return turn
+
+
+# ------------------------------------------------------------------------- simulated users
+class SimulatedPartner:
+    """A simulated user in a dialogue, answering from its true preferences.
+
+    Parameters
+    ----------
+    users : perso_kit.simulate.SimulatedUsers
+        The door to the demo world's ground truth.
+    user_id :
+        Who this partner is.
+    target : list of item ids
+        The hidden target (items the user truly likes and has not seen). Used only to decide
+        success; never said.
+    """
+
+    def __init__(self, users, user_id, target):
+        self.users, self.user_id, self.target = users, user_id, set(int(t) for t in target)
+
+    def opening(self) -> str:
+        return "Can you recommend a movie for tonight?"
+
+    def found(self, turn: Turn) -> bool:
+        """Whether the turn's list holds a target item."""
+        return bool(self.target & set(turn.recommendations["item_id"].astype(int)))
+
+    def answer(self, turn: Turn) -> str:
+        """Answer the question asked back (from true preferences) and refuse one shown item
+        the user would not like, by title."""
+        parts = []
+        q = turn.question
+        if q:
+            attr, options = q["attribute"], q["options"]
+            best = self.users.prefers_value(self.user_id, attr, options)
+            if attr == "genre":
+                worst = self.users.attribute_preferences(self.user_id, "genre",
+                                                         options).index[-1]
+                parts.append(f"I'd like a {best.lower()}, and no {worst.lower()}")
+            elif attr == "era":
+                parts.append(f"Something from the {best}")
+            else:
+                parts.append(f"Something {best}")
+        for item, title in zip(turn.recommendations["item_id"], turn.recommendations["title"]):
+            if not self.users.likes(self.user_id, item):
+                parts.append(f"not {title}")
+                break
+        return ". ".join(parts) + "." if parts else "Something else, please."
+
+
+def evaluate_conversations(llm, users, recommender, user_ids, k: int = 5, max_turns: int = 4,
+                           target_size: int = 5, progress: bool = True) -> pd.DataFrame:
+    """Run one dialogue per user and the non-conversational baselines.
+
+    Protocol: each user's hidden target is its ``target_size`` truly best items it has not
+    seen. The conversation shows ``k`` items per turn for up to ``max_turns`` turns and stops at
+    the first list holding a target item. Baselines recommend once from the history alone:
+    ``k`` items, and ``k * max_turns`` items (the same number of items shown).
+
+    Returns
+    -------
+    DataFrame, one row per user: ``user_id, turns`` (turns to success, NaN if none),
+    ``success, baseline_success, baseline_same_budget_success, items_shown, llm_failures``.
+    """
+    from tqdm.auto import tqdm
+
+    ds = users.dataset
+    rows = []
+    for u in tqdm(list(user_ids), desc="dialogues", disable=not progress):
+        target = users.top_items(u, k=target_size, exclude=ds)
+        partner = SimulatedPartner(users, u, target)
+        conv = Conversation(llm, ds, recommender, user=u, k=k)
+        text, turns_to_success, failures = partner.opening(), np.nan, 0
+        for t in range(1, max_turns + 1):
+            turn = conv.send(text)
+            failures += not turn.reply_ok
+            if partner.found(turn):
+                turns_to_success = t
+                break
+            text = partner.answer(turn)
+        once = recommender.recommend([u], k=k * max_turns)["item_id"].astype(int).tolist()
+        rows.append({"user_id": u, "turns": turns_to_success,
+                     "success": bool(np.isfinite(turns_to_success)),
+                     "baseline_success": bool(partner.target & set(once[:k])),
+                     "baseline_same_budget_success": bool(partner.target & set(once)),
+                     "items_shown": len(conv.state.shown), "llm_failures": failures})
+    return pd.DataFrame(rows)
+
+
+def success_curve(results: pd.DataFrame, max_turns: int) -> pd.DataFrame:
+    """Success@k within N turns for N = 1..max_turns (share of dialogues)."""
+    n = len(results)
+    return pd.DataFrame({"turns": np.arange(1, max_turns + 1),
+                         "success": [float((results["turns"] <= t).sum() / n)
+                                     for t in range(1, max_turns + 1)]})
