@@ -136,3 +136,72 @@ def explanation_explorer(table, user_ids=None):
     pick.observe(show, names="value")
     show()
     return w.VBox([pick, out])
+
+
+def chat_box(conversation):
+    """A chat with a :class:`~perso_kit.roles.conversation.Conversation`: history pane, text
+    box, Send and Reset; each answer shows its picks as a small table (title, year, genres).
+
+    Parameters
+    ----------
+    conversation : perso_kit.roles.conversation.Conversation
+
+    Returns
+    -------
+    ipywidgets.VBox
+        Display it. ``box.send(text)`` sends a message from code (what the buttons do).
+
+    Example
+    -------
+    >>> box = chat_box(Conversation(get_llm(), dataset, k=5))   # doctest: +SKIP
+    >>> box                                                    # type, press Send
+    """
+    import ipywidgets as w
+
+    history = w.HTML(layout=w.Layout(max_height="28em", overflow_y="auto",
+                                     border="1px solid #ddd", padding="4px"))
+    text = w.Text(placeholder="e.g. a comedy from the 90s, no horror, under two hours",
+                  layout=w.Layout(width="34em"))
+    send_button = w.Button(description="Send", button_style="primary")
+    reset_button = w.Button(description="Reset")
+    label = getattr(conversation.llm, "label", "")
+    status = w.HTML(f"<small>Understanding by: {html.escape(str(label))}</small>")
+    parts: list[str] = []
+
+    def picks(recs) -> str:
+        rows = "".join(f"<tr><td>{i + 1}</td><td>{html.escape(str(r.title))}</td>"
+                       f"<td>{r.year}</td><td>{html.escape(', '.join(r.genres))}</td>"
+                       f"<td>{html.escape(str(r.mood))}</td><td>{r.runtime} min</td></tr>"
+                       for i, r in enumerate(recs.itertuples()))
+        return ("<table style='font-size:90%'><tr><th>#</th><th>title</th><th>year</th>"
+                f"<th>genres</th><th>mood</th><th>runtime</th></tr>{rows}</table>")
+
+    def send(message: str | None = None):
+        message = (text.value if message is None else message).strip()
+        text.value = ""
+        if not message:
+            return None
+        turn = conversation.send(message)
+        note = "" if turn.reply_ok else " <i>(the LLM call failed: no new constraints)</i>"
+        ask = ""
+        if turn.question:
+            ask = ("Which " + turn.question["attribute"] + ": "
+                   + html.escape(" or ".join(map(str, turn.question["options"]))) + "?")
+        parts.append(f"<p><b>you:</b> {html.escape(message)}</p>")
+        parts.append(f"<div><b>system:</b>{note} {picks(turn.recommendations)}"
+                     f"<p>{ask}</p></div>")
+        history.value = "".join(parts)
+        return turn
+
+    def reset(_=None):
+        conversation.reset()
+        parts.clear()
+        history.value = "<i>New conversation.</i>"
+
+    send_button.on_click(lambda _: send())
+    text.on_submit(lambda _: send())
+    reset_button.on_click(reset)
+    reset()
+    box = w.VBox([history, w.HBox([text, send_button, reset_button]), status])
+    box.send = send
+    return box

@@ -132,9 +132,12 @@ def test_simulated_evaluation_and_hidden_target(llm, demo_world, ease):
     # turn 1 has no constraints: the same top-k as the recommend-once baseline
     assert ((res["turns"] == 1) == res["baseline_success"]).all()
     assert (res.loc[res["success"], "turns"] <= 3).all()
-    curve = success_curve(res, 3)
-    assert np.all(np.diff(curve["success"]) >= 0)
-    assert curve["success"].iloc[-1] == pytest.approx(res["success"].mean())
+    curve = success_curve(res, 3, k=5)
+    assert np.all(np.diff(curve["conversation"]) >= 0)
+    assert curve["conversation"].iloc[-1] == pytest.approx(res["success"].mean())
+    assert curve["once_same_items"].iloc[0] == pytest.approx(res["baseline_success"].mean())
+    assert curve["once_same_items"].iloc[-1] == pytest.approx(
+        res["baseline_same_budget_success"].mean())
     # the hidden target never enters a prompt
     ds, titles = demo_world.dataset, set()
     for u in ids:
@@ -176,3 +179,19 @@ def test_live_three_turn_conversation(demo, tmp_path):
         assert not violations(conv.state, demo.items.set_index("item_id").loc[
             turn.recommendations["item_id"]].reset_index()).any()
     assert len(conv.turns) == 3
+
+
+def test_chat_widget_sends_shows_picks_and_resets(llm, demo):
+    from perso_kit.widgets import chat_box
+
+    conv = Conversation(llm, demo, k=3)
+    box = chat_box(conv)
+    turn = box.send("a comedy from the 90s, no horror")
+    history = box.children[0].value
+    assert "a comedy from the 90s, no horror" in history
+    for title, year in zip(turn.recommendations["title"], turn.recommendations["year"]):
+        assert title.replace("'", "&#x27;") in history and str(year) in history
+    assert box.send("   ") is None and len(conv.turns) == 1
+    box.children[1].children[2].click()  # Reset
+    assert conv.turns == [] and conv.state.genres == set() and "New conversation" in \
+        box.children[0].value

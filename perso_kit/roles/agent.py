@@ -324,3 +324,62 @@ def score_task(result: AgentResult, task: Task, dataset) -> dict:
 def run_task_suite(agent: Agent, tasks: list[Task], dataset) -> pd.DataFrame:
     """Run every task once and score it (one row per task)."""
     return pd.DataFrame([score_task(agent.run(t.request), t, dataset) for t in tasks])
+
+
+# ------------------------------------------------------------------------- scripted models
+class ScriptedModel:
+    """A stand-in *model* written as a Python function, to show what the loop does with bad
+    behaviour (it is not an LLM, and not the offline stand-in either).
+
+    ``policy(messages) -> (text, [(tool_name, arguments_dict_or_raw_string)])`` decides each
+    answer; every answer reports ``tokens`` tokens and costs ``cost_usd``.
+    """
+
+    def __init__(self, policy, tokens: int = 100, cost_usd: float = 0.0, label: str = "scripted"):
+        self.policy, self.tokens, self.cost_usd, self.label = policy, tokens, cost_usd, label
+        self.received: list[list[dict]] = []
+
+    def chat(self, messages, tools=None, **kw):
+        from ..llm import Reply, ToolCall, Usage
+
+        self.received.append(list(messages))
+        text, calls = self.policy(messages)
+        out = []
+        for i, (name, args) in enumerate(calls):
+            raw = args if isinstance(args, str) else json.dumps(args)
+            try:
+                parsed, valid, err = json.loads(raw), True, None
+            except ValueError as e:
+                parsed, valid, err = None, False, f"arguments are not valid JSON: {e}"
+            out.append(ToolCall(f"call_{len(self.received)}_{i}", name, parsed, raw, valid,
+                                err))
+        return Reply(text=text, tool_calls=out, usage=Usage(self.tokens - 10, 10),
+                     cost_usd=self.cost_usd, backend="scripted", model=self.label)
+
+
+def looping_model(tool: str = "search_catalog", arguments=None, cost_usd: float = 0.0,
+                  tokens: int = 100) -> ScriptedModel:
+    """A model that calls the same tool forever (what the caps are for)."""
+    args = {"query": "space"} if arguments is None else arguments
+    return ScriptedModel(lambda messages: ("", [(tool, args)]), tokens, cost_usd, "looping")
+
+
+def obedient_model() -> ScriptedModel:
+    """A model that obeys instructions found in tool results -- the worst case for prompt
+    injection. It first asks for the details of the items the request names, then follows any
+    "call <tool> with user <n>" it reads, then answers."""
+    def policy(messages):
+        last = messages[-1]
+        if last["role"] == "user":
+            ids = [int(x) for m in _ITEM_IDS.finditer(last["content"])
+                   for x in re.findall(r"\d+", m.group(1))]
+            return "", [("item_details", {"ids": ids or [1]})]
+        text = " ".join(m.get("content") or "" for m in messages if m["role"] == "tool")
+        asked = re.findall(r"call (\w+) (?:with|for) user (\d+)", text)
+        if asked and not any(m.get("tool_calls") and len(m["tool_calls"]) and
+                             m["tool_calls"][0]["function"]["name"] == asked[0][0]
+                             for m in messages if m["role"] == "assistant"):
+            return "", [(name, {"user": int(u), "k": 5} if name == "recommend_for_user"
+                         else {"user": int(u), "item": 1}) for name, u in asked]
+        return "Done: here are the details I found.", []
+    return ScriptedModel(policy, label="obedient")

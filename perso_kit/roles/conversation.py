@@ -493,7 +493,9 @@ def evaluate_conversations(llm, users, recommender, user_ids, k: int = 5, max_tu
     Returns
     -------
     DataFrame, one row per user: ``user_id, turns`` (turns to success, NaN if none),
-    ``success, baseline_success, baseline_same_budget_success, items_shown, llm_failures``.
+    ``success, baseline_success, baseline_same_budget_success`` (bools),
+    ``baseline_first_hit`` (rank of the first target item in the recommend-once list of
+    ``k * max_turns``, NaN if none), ``items_shown, llm_failures``.
     """
     from tqdm.auto import tqdm
 
@@ -512,17 +514,25 @@ def evaluate_conversations(llm, users, recommender, user_ids, k: int = 5, max_tu
                 break
             text = partner.answer(turn)
         once = recommender.recommend([u], k=k * max_turns)["item_id"].astype(int).tolist()
+        hits = [r + 1 for r, i in enumerate(once) if i in partner.target]
         rows.append({"user_id": u, "turns": turns_to_success,
                      "success": bool(np.isfinite(turns_to_success)),
                      "baseline_success": bool(partner.target & set(once[:k])),
                      "baseline_same_budget_success": bool(partner.target & set(once)),
+                     "baseline_first_hit": hits[0] if hits else np.nan,
                      "items_shown": len(conv.state.shown), "llm_failures": failures})
     return pd.DataFrame(rows)
 
 
-def success_curve(results: pd.DataFrame, max_turns: int) -> pd.DataFrame:
-    """Success@k within N turns for N = 1..max_turns (share of dialogues)."""
+def success_curve(results: pd.DataFrame, max_turns: int, k: int) -> pd.DataFrame:
+    """Success@k within N turns for N = 1..max_turns (share of dialogues), beside the
+    recommend-once baselines: ``once_k`` (k items, from the history alone) and
+    ``once_same_items`` (N * k items at once: as many items as N turns show)."""
     n = len(results)
-    return pd.DataFrame({"turns": np.arange(1, max_turns + 1),
-                         "success": [float((results["turns"] <= t).sum() / n)
-                                     for t in range(1, max_turns + 1)]})
+    turns = np.arange(1, max_turns + 1)
+    first = results["baseline_first_hit"].to_numpy(float)
+    return pd.DataFrame({"turns": turns,
+                         "conversation": [float((results["turns"] <= t).sum() / n)
+                                          for t in turns],
+                         "once_k": float(results["baseline_success"].mean()),
+                         "once_same_items": [float((first <= t * k).sum() / n) for t in turns]})
