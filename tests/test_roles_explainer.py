@@ -47,6 +47,10 @@ def test_checks_catch_planted_false_citations(split, case):
     true_attr = items.loc[rec, "genres"][0]
     good = check_explanation([true_title], [true_attr], "", hist_ids, attrs, train.items, rec)
     assert good.faithful and good.cites_history and good.cited_ids == [hist["item_id"].iloc[-1]]
+    # a history title inside prose, after other words, is found and accepted
+    c = check_explanation([], [], f"It shares {true_attr} with {true_title}, which you watched.",
+                          hist_ids, attrs, train.items, rec)
+    assert c.faithful and c.cited_ids == [hist["item_id"].iloc[-1]]
     # a real catalog title the user never watched
     wrong = items.loc[not_seen, "title"]
     c = check_explanation([true_title, wrong], [true_attr], "", hist_ids, attrs, train.items, rec)

@@ -131,6 +131,7 @@ def test_position_bias_probe_shows_target_at_every_position(split, users):
         assert sorted(probes[probes.user_id == u]["position"]) == [1, 2, 3, 4, 5]
     # the echo ranks the target exactly where it was shown: the probe placed it there
     assert (probes["rank"] == probes["position"]).all() and probes["ok"].all()
+    assert (probes["n_calls"] == 1).all() and (probes["tokens"] == 15).all()
     for req, (_, row) in zip(fake.requests, probes.iterrows()):
         shown = [int(x) for x in _CAND.findall(req["messages"][-1]["content"])]
         assert shown.index(row["item_id"]) == row["position"] - 1

@@ -94,7 +94,8 @@ def knn_drivers(knn, train: Dataset, user_id, item_id, n: int = 3) -> pd.DataFra
 def template_explanation(train: Dataset, user_id, item_id, history_len: int = 10) -> dict:
     """The baseline: "Because you watched X, and it is also G." X is the history item (of the
     last ``history_len``) sharing most genres with the recommended item, the most recent on
-    ties; G the first shared genre (else the item's first genre)."""
+    ties; G the first shared genre (when none is shared: "Because you watched X; it is G."
+    with the item's first genre)."""
     items = train.items.set_index("item_id")
     genres = list(items.loc[item_id, "genres"])
     hist = train.history(user_id, n=history_len)
@@ -106,7 +107,8 @@ def template_explanation(train: Dataset, user_id, item_id, history_len: int = 10
     common = [g for g in genres if g in set(hist["genres"].iloc[best])]
     attr = (common or genres)[:1]
     title = hist["title"].iloc[best]
-    text = f"Because you watched {title}" + (f", and it is also {attr[0]}." if attr else ".")
+    tail = (f", and it is also {attr[0]}." if common else f"; it is {attr[0]}." if attr else ".")
+    text = f"Because you watched {title}" + tail
     return {"explanation": text, "cited_history": [title], "cited_attributes": attr}
 
 
@@ -161,24 +163,25 @@ def check_explanation(cited_history: Iterable[str], cited_attributes: Iterable[s
     history), ``bad_attributes``, ``history_ok``, ``attributes_ok``, ``cites_history``
     (at least one citation) and ``faithful`` (both checks pass).
     """
-    titles = [t for t in cited_history if isinstance(t, str) and t.strip()]
-    titles += [t for t in H.find_titles(text or "") if t not in titles]
     if isinstance(catalog, TitleIndex):
         ids, names = catalog.ids, catalog.titles
     else:
         ids, names = catalog["item_id"].to_numpy(), catalog["title"].to_numpy()
-    # an exact title of a history item wins (near-duplicate titles such as "Island" and
+        catalog = TitleIndex(catalog)
+    # an exact title of a history item (or of the recommended item) wins (near-duplicate titles such as "Island" and
     # "Island, The" would otherwise ground to whichever comes first); else ground to the catalog
-    seen = {str(n).strip().lower(): i for i, n in zip(ids, names) if i in history_ids}
-    grounded = ground_titles(titles, catalog) if titles else None
+    seen = {str(n).strip().lower(): i for i, n in zip(ids, names)
+            if i in history_ids or (item_id is not None and i == item_id)}
+    resolved = [_resolve(t, seen, catalog, exact=True)
+                for t in cited_history if isinstance(t, str) and t.strip()]
+    resolved += [_resolve(t, seen, catalog, exact=False) for t in H.find_titles(text or "")]
     cited_ids, bad = [], []
-    for t in titles:
-        g = grounded[grounded["text"] == t].iloc[0]
-        iid = seen.get(t.strip().lower(), None if g["hallucinated"] else g["item_id"])
+    for t, iid in resolved:
         if iid is not None and item_id is not None and iid == item_id:
             continue
         if iid is None or iid not in history_ids:
-            bad.append(t)
+            if t not in bad:
+                bad.append(t)
         elif iid not in cited_ids:
             cited_ids.append(iid)
     attrs = [a for a in cited_attributes if isinstance(a, str) and a.strip()]
@@ -186,6 +189,36 @@ def check_explanation(cited_history: Iterable[str], cited_attributes: Iterable[s
     return Check(cited_ids=cited_ids, bad_citations=bad, bad_attributes=bad_attrs,
                  history_ok=not bad, attributes_ok=not bad_attrs,
                  cites_history=bool(cited_ids), faithful=not bad and not bad_attrs)
+
+
+_YEAR_END = re.compile(r"^(.*?)\s*(\((?:18|19|20)\d{2}\))\s*$")
+
+
+def _resolve(title: str, seen: dict, index: TitleIndex, exact: bool) -> tuple[str, object]:
+    """``(title, item_id or None)`` of one citation. A title found in prose may carry words
+    before it ("shares Drama with Alien (1979)"): a history title inside it wins, else the
+    longest word-suffix that grounds to the catalog; ``None`` if nothing grounds."""
+    key = title.strip().lower()
+    if key in seen:
+        return title, seen[key]
+    if exact:
+        g = ground_titles([title], index).iloc[0]
+        return title, None if g["hallucinated"] else g["item_id"]
+    inside = [h for h in seen if h in key]
+    if inside:
+        best = max(inside, key=len)
+        return best, seen[best]
+    m = _YEAR_END.match(title)
+    words_ = (m.group(1) if m else title).split()
+    year = f" {m.group(2)}" if m else ""
+    suffixes = [" ".join(words_[i:]) + year for i in range(len(words_))]
+    if not suffixes:
+        return title, None
+    g = ground_titles(suffixes, index)
+    hit = g[~g["hallucinated"]]
+    if len(hit):
+        return hit["text"].iloc[0], hit["item_id"].iloc[0]
+    return title, None
 
 
 def explain_recommendations(llm, train: Dataset, recs: pd.DataFrame, knn=None,

@@ -435,8 +435,9 @@ def position_bias(reranker: LLMReranker, targets: dict, lists: dict,
     Returns
     -------
     DataFrame with ``user_id, item_id, position`` (1-based, where the item was shown),
-    ``rank`` (1-based, where it was ranked) and ``ok`` (False when the answer fell back: those
-    rows say nothing about the model and are left out by :func:`position_curve`).
+    ``rank`` (1-based, where it was ranked), ``ok`` (False when the answer fell back: those
+    rows say nothing about the model and are left out by :func:`position_curve`), and the
+    probe's ``n_calls`` and ``tokens``.
     """
     probes, keys = {}, []
     for u, target in targets.items():
@@ -446,9 +447,11 @@ def position_bias(reranker: LLMReranker, targets: dict, lists: dict,
             probes[key] = place_at(others, target, p)
             keys.append((u, target, p))
     ranked, log = reranker.rank_lists(probes)        # keys: (user, position)
-    status = dict(zip(map(tuple, log["user_id"]), log["status"]))
+    log = log.assign(key=log["user_id"].map(tuple)).set_index("key")
     rows = [{"user_id": u, "item_id": t, "position": p + 1,
-             "rank": ranked[(u, p)].index(t) + 1, "ok": status[(u, p)] == "ok"}
+             "rank": ranked[(u, p)].index(t) + 1, "ok": log.at[(u, p), "status"] == "ok",
+             "n_calls": int(log.at[(u, p), "n_calls"]),
+             "tokens": int(log.at[(u, p), "prompt_tokens"] + log.at[(u, p), "completion_tokens"])}
             for u, t, p in keys]
     return pd.DataFrame(rows)
 
