@@ -235,3 +235,18 @@ def test_live_reranking_completes(split, users, tmp_path):
     assert recs.groupby("user_id").size().tolist() == [5, 5, 5]   # answer or fallback
     assert set(rr.log_["status"]) <= {"ok", "fallback", "failed"}
     assert isinstance(pd.DataFrame(rr.log_), pd.DataFrame) and len(rr.log_) == 3
+
+
+def test_prose_answers_from_a_server_fall_back(split, users, tmp_path):
+    """Fault injection over HTTP: a server that answers prose instead of JSON (after the
+    client's repair attempts) leaves every user with the retriever's order, counted."""
+    from perso_kit.llm.testing import LocalServer
+    with LocalServer() as server:
+        server.plan("*", ["bad_json"] * 50)
+        llm = get_llm("compatible", base_url=server.base_url, model="any",
+                      cache_path=str(tmp_path / "c.sqlite"), max_retries=0)
+        rr = LLMReranker(llm, Popularity(), n_candidates=5, progress=False).fit(split.train)
+        recs = rr.recommend(users[:2], k=5)
+    assert (rr.log_["status"] == "failed").all() and (rr.log_["n_failed_calls"] == 1).all()
+    assert recs["item_id"].tolist() == rr.candidates_["item_id"].tolist()
+    assert summarize_log(rr.log_)["parse_failure_rate"] == 1.0

@@ -37,7 +37,8 @@ def plot_popularity_promoted(table: pd.DataFrame, column: str = "avg_popularity"
     ax.barh(names, table[column], color=[color(n, "#e377c2") for n in names])
     ax.invert_yaxis()
     return finish(ax, "Popularity of what each ranker promotes",
-                  "mean number of training interactions of recommended items", "", takeaway)
+                  "mean number of training interactions of recommended items", "ranker",
+                  takeaway)
 
 
 def plot_cost_quality(table: pd.DataFrame, metric: str = "ndcg@10", takeaway: str | None = None):

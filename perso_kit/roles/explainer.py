@@ -17,8 +17,14 @@ catalog (or an ``extra_attributes`` mapping, e.g. the knowledge-augmentation out
 measures agreement with what drove the classic score: :func:`knn_drivers` gives each history
 item's contribution to the item-kNN score (its similarity to the recommended item).
 
+>>> catalog = pd.DataFrame({"item_id": [1, 2], "title": ["Alien (1979)", "Heat (1995)"],
+...                         "year": [1979, 1995]})
 >>> check_explanation(["Alien (1979)"], ["horror"], "", {1}, {"horror", "sci-fi"},
-...                   catalog).faithful                                  # doctest: +SKIP
+...                   catalog).faithful
+True
+>>> c = check_explanation(["Heat (1995)"], ["Comedy"], "", {1}, {"horror"}, catalog)
+>>> c.bad_citations, c.bad_attributes
+(['Heat (1995)'], ['Comedy'])
 """
 from __future__ import annotations
 
