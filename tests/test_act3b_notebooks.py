@@ -6,6 +6,8 @@ import pytest
 
 from perso_kit.report import read_records
 
+pytestmark = pytest.mark.notebook
+
 
 def test_nb07_ranker_mechanics(notebook_runs):
     run = notebook_runs("07_llm_as_ranker.ipynb")
