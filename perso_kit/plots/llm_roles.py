@@ -44,10 +44,13 @@ def plot_popularity_promoted(table: pd.DataFrame, column: str = "avg_popularity"
 def plot_cost_quality(table: pd.DataFrame, metric: str = "ndcg@10", takeaway: str | None = None):
     """Quality against tokens per user, one point per model."""
     fig, ax = new_figure()
-    for name, row in table.iterrows():
+    for n, (name, row) in enumerate(table.iterrows()):
         ax.scatter(row["tokens_per_user"], row[metric], s=50, color=color(name, "#e377c2"))
-        ax.annotate(name, (row["tokens_per_user"], row[metric]), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
+        short = name.replace("LLM reranker (", "").rstrip(")") if name.startswith("LLM") else name
+        ax.annotate(short, (row["tokens_per_user"], row[metric]), fontsize=8,
+                    xytext=(6, 4 + 11 * (n % 3)), textcoords="offset points",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
+    ax.margins(x=0.15, y=0.2)
     return finish(ax, "What each prompt costs and buys", "tokens per user", metric, takeaway)
 
 
