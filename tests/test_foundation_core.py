@@ -1,8 +1,6 @@
 """The demo world, splits, the Recommender interface and evaluate()."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,10 +22,9 @@ def test_demo_world_size_and_long_tail(demo):
     assert set(demo.interactions["rating"].unique()) <= {1, 2, 3, 4, 5}
 
 
-def test_demo_world_is_deterministic_and_fast():
-    t0 = time.perf_counter()
+def test_demo_world_is_deterministic():
+    # its generation time is measured by benchmarks/evaluate_speed.py, not asserted here
     a = make_world(seed=7)
-    assert time.perf_counter() - t0 < 2.0
     b = make_world(seed=7)
     pd.testing.assert_frame_equal(a.dataset.interactions, b.dataset.interactions)
     c = make_world(seed=8)
