@@ -1,7 +1,11 @@
 """Notebooks 09 and 10 run offline (SMALL) and record what their prose relies on."""
 from __future__ import annotations
 
+import pytest
+
 from perso_kit.report import read_records
+
+pytestmark = pytest.mark.notebook
 
 
 def test_nb09_conversation_numbers(notebook_runs):
