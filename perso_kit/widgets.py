@@ -158,7 +158,7 @@ def chat_box(conversation):
     """
     import ipywidgets as w
 
-    history = w.HTML(layout=w.Layout(max_height="28em", overflow_y="auto",
+    history = w.HTML(layout=w.Layout(max_height="28em", overflow="auto",
                                      border="1px solid #ddd", padding="4px"))
     text = w.Text(placeholder="e.g. a comedy from the 90s, no horror, under two hours",
                   layout=w.Layout(width="34em"))
@@ -199,7 +199,6 @@ def chat_box(conversation):
         history.value = "<i>New conversation.</i>"
 
     send_button.on_click(lambda _: send())
-    text.on_submit(lambda _: send())
     reset_button.on_click(reset)
     reset()
     box = w.VBox([history, w.HBox([text, send_button, reset_button]), status])
