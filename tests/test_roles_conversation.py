@@ -195,3 +195,22 @@ def test_chat_widget_sends_shows_picks_and_resets(llm, demo):
     box.children[1].children[2].click()  # Reset
     assert conv.turns == [] and conv.state.genres == set() and "New conversation" in \
         box.children[0].value
+
+
+def test_liked_titles_lift_similar_items(llm, demo, ease):
+    plain = Conversation(llm, demo, ease, user=42, k=5)
+    liked_row = demo.items.iloc[10]
+    attrs = set(liked_row["genres"]) | set(liked_row["themes"]) | {liked_row["mood"]}
+
+    def overlap(recs):
+        rows = demo.items.set_index("item_id").loc[recs["item_id"]]
+        return np.mean([len(attrs & (set(r.genres) | set(r.themes) | {r.mood}))
+                        / len(attrs | set(r.genres) | set(r.themes) | {r.mood})
+                        for r in rows.itertuples()])
+
+    before = overlap(plain.send("anything good?").recommendations)
+    liking = Conversation(llm, demo, ease, user=42, k=5)
+    turn = liking.send(f"I loved {liked_row['title']}")
+    assert liking.state.liked == [int(liked_row["item_id"])]
+    assert int(liked_row["item_id"]) not in set(turn.recommendations["item_id"])
+    assert overlap(turn.recommendations) > before

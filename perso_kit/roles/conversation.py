@@ -10,7 +10,8 @@ One turn of :class:`Conversation` does four things:
    are grounded to catalog ids (:func:`perso_kit.llm.grounding.ground_titles`); values outside
    the catalog's vocabulary are dropped.
 3. **Recommend** -- a classic recommender scores the catalog for the user (popularity when the
-   user is unknown); the state filters it. Exclusions are hard: an excluded genre, mood or item
+   user is unknown); items like the titles the user liked are lifted; the state filters the
+   list (items seen, shown or liked already are never offered). Exclusions are hard: an excluded genre, mood or item
    never appears. Wishes (genre, mood, decade, runtime) are relaxed, last stated first, only when
    nothing would be left.
 4. **Ask back** -- the reply lists the picks and asks about one attribute not stated yet,
@@ -307,12 +308,17 @@ class Conversation:
         Attributes the system asks about, in order (subset of :data:`QUESTION_ORDER`).
     n_options : int
         Values offered in a question.
+    like_weight : float
+        How much items resembling the titles the user liked are lifted: the score becomes the
+        recommender's percentile rank among eligible items plus ``like_weight`` times the best
+        Jaccard overlap of genres, mood and themes with a liked item.
     """
 
     def __init__(self, llm, dataset: Dataset, recommender=None, user=None, k: int = 5,
-                 ask=QUESTION_ORDER, n_options: int = 4):
+                 ask=QUESTION_ORDER, n_options: int = 4, like_weight: float = 0.5):
         self.llm, self.dataset, self.recommender, self.user = llm, dataset, recommender, user
         self.k, self.ask, self.n_options = int(k), tuple(ask), int(n_options)
+        self.like_weight = float(like_weight)
         items = dataset.items
         self._items = items.assign(decade=items["year"].map(
             lambda y: None if pd.isna(y) else f"{int(y) // 10 * 10}s")).reset_index(drop=True)
@@ -350,7 +356,8 @@ class Conversation:
         """Items the state allows (exclusions hard; wishes relaxed last-first if nothing is
         left), with a ``score`` column; and the list of relaxed wishes."""
         it, st = self._items, self.state
-        hard = ~violations(st, it) & ~it["item_id"].isin(set(st.shown) | self._seen())
+        known = set(st.shown) | set(st.liked) | self._seen()  # never offer what they know
+        hard = ~violations(st, it) & ~it["item_id"].isin(known)
         wishes = [("genre", it["genres"].map(lambda g: bool(set(g) & st.genres))
                    if st.genres else None),
                   ("era", it["decade"].isin(st.decades) if st.decades else None),
@@ -367,7 +374,20 @@ class Conversation:
             relaxed.append(wishes.pop()[0])
         out = it[mask.to_numpy()].copy()
         out["score"] = self._base[mask.to_numpy()]
+        if st.liked and len(out):
+            out["score"] = out["score"].rank(pct=True) + self.like_weight * self._likeness(out)
         return out.sort_values("score", ascending=False, kind="stable"), relaxed
+
+    @staticmethod
+    def _attrs(row) -> set:
+        return set(row["genres"]) | set(row["themes"]) | {row["mood"]}
+
+    def _likeness(self, pool: pd.DataFrame) -> np.ndarray:
+        """Best Jaccard overlap of each pool item's attributes with a liked item's."""
+        by_id = self._items.set_index("item_id")
+        liked = [self._attrs(by_id.loc[i]) for i in self.state.liked]
+        return np.array([max(len(a & b) / len(a | b) for b in liked)
+                         for a in (self._attrs(r) for _, r in pool.iterrows())])
 
     # ---------------------------------------------------------------- one turn
     def _understand(self, text: str) -> tuple[dict, bool]:
