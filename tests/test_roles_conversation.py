@@ -214,3 +214,20 @@ def test_liked_titles_lift_similar_items(llm, demo, ease):
     assert liking.state.liked == [int(liked_row["item_id"])]
     assert int(liked_row["item_id"]) not in set(turn.recommendations["item_id"])
     assert overlap(turn.recommendations) > before
+
+
+def test_llm_voiced_partner_says_the_same_facts(llm, demo_world, ease):
+    from perso_kit.roles.conversation import LLMPartner
+    from perso_kit.simulate import SimulatedUsers
+
+    users = SimulatedUsers(demo_world)
+    ids = users.user_ids[:6]
+    rules = evaluate_conversations(llm, users, ease, ids, k=5, max_turns=3, progress=False)
+    voiced = evaluate_conversations(llm, users, ease, ids, k=5, max_turns=3, progress=False,
+                                    user_llm=llm)
+    # the stand-in repeats the message, so the dialogues reach the same outcomes
+    assert rules["turns"].equals(voiced["turns"])
+    conv = Conversation(llm, demo_world.dataset, k=3)
+    turn = conv.send("A movie please")
+    said = LLMPartner(llm, users, 3, []).answer(turn)
+    assert said.startswith("Well... I'd like a")

@@ -501,14 +501,48 @@ class SimulatedPartner:
         return ". ".join(parts) + "." if parts else "Something else, please."
 
 
+PARAPHRASE_PROMPT = ("You play a person talking to a movie recommender. Say what the user "
+                     "message says in your own words, in one or two short sentences. Keep every "
+                     "genre, decade, mood and title exactly as written.")
+
+
+def _stand_in_paraphrase(req):
+    """Stand-in heuristic for the simulated user's voice: repeats the message (not an LLM)."""
+    if req.messages and req.messages[0].get("content") == PARAPHRASE_PROMPT:
+        return "Well... " + req.ctx.query
+    return None
+
+
+register_handler("simulated_user_voice", _stand_in_paraphrase, kind="text")
+
+
+class LLMPartner(SimulatedPartner):
+    """A :class:`SimulatedPartner` whose answers an LLM rephrases in its own words. What is
+    said still comes from the true preferences (the LLM sees only the rule-based answer,
+    never the target); the recommender must now read freer phrasing. The answer falls back to
+    the rule-based one when the call fails."""
+
+    def __init__(self, llm, users, user_id, target):
+        super().__init__(users, user_id, target)
+        self.llm = llm
+
+    def answer(self, turn: Turn) -> str:
+        facts = super().answer(turn)
+        reply = self.llm.chat([{"role": "system", "content": PARAPHRASE_PROMPT},
+                               {"role": "user", "content": facts}])
+        return reply.text.strip() if reply.ok and reply.text.strip() else facts
+
+
 def evaluate_conversations(llm, users, recommender, user_ids, k: int = 5, max_turns: int = 4,
-                           target_size: int = 5, progress: bool = True) -> pd.DataFrame:
+                           target_size: int = 5, progress: bool = True,
+                           user_llm=None) -> pd.DataFrame:
     """Run one dialogue per user and the non-conversational baselines.
 
     Protocol: each user's hidden target is its ``target_size`` truly best items it has not
     seen. The conversation shows ``k`` items per turn for up to ``max_turns`` turns and stops at
     the first list holding a target item. Baselines recommend once from the history alone:
-    ``k`` items, and ``k * max_turns`` items (the same number of items shown).
+    ``k`` items, and ``k * max_turns`` items (the same number of items shown). With
+    ``user_llm``, an :class:`LLMPartner` voices the simulated users.
 
     Returns
     -------
@@ -523,7 +557,8 @@ def evaluate_conversations(llm, users, recommender, user_ids, k: int = 5, max_tu
     rows = []
     for u in tqdm(list(user_ids), desc="dialogues", disable=not progress):
         target = users.top_items(u, k=target_size, exclude=ds)
-        partner = SimulatedPartner(users, u, target)
+        partner = (SimulatedPartner(users, u, target) if user_llm is None
+                   else LLMPartner(user_llm, users, u, target))
         conv = Conversation(llm, ds, recommender, user=u, k=k)
         text, turns_to_success, failures = partner.opening(), np.nan, 0
         for t in range(1, max_turns + 1):
