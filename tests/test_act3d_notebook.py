@@ -55,6 +55,7 @@ def test_cost_at_scale_matches_hand_computation_and_is_linear(rec):
 def test_calls_and_tokens_follow_the_prompt_designs(rec):
     assert rec["calls_zero_shot"] == 1.0 and rec["calls_perms"] == 3.0
     assert rec["calls_pointwise"] == 20.0                 # one call per candidate
+    assert rec["calls_explanations"] == 3.0               # one call per explained item
     assert rec["prompt_tokens_zero_shot"] > 100
     assert rec["tokens_pointwise"] > 5 * rec["prompt_tokens_zero_shot"]
     assert rec["spread_models"] > 10 and rec["spread_prompts"] > 5
