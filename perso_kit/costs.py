@@ -56,6 +56,8 @@ def usage_per_user(log: pd.DataFrame, n_users: int | None = None) -> dict:
     -------
     dict with ``calls_per_user``, ``prompt_tokens_per_user``, ``completion_tokens_per_user``,
     ``latency_s_per_user`` (summed over a user's calls: the time of sequential calls).
+    Cache hits count like sent calls: their tokens are those the prompt weighs, which is what a
+    deployment without that cache would pay for.
 
     Example
     -------

@@ -56,6 +56,7 @@ def test_calls_and_tokens_follow_the_prompt_designs(rec):
     assert rec["calls_zero_shot"] == 1.0 and rec["calls_perms"] == 3.0
     assert rec["calls_pointwise"] == 20.0                 # one call per candidate
     assert rec["calls_explanations"] == 3.0               # one call per explained item
+    assert rec["calls_conversation"] == 3.0               # one call per message
     assert rec["prompt_tokens_zero_shot"] > 100
     assert rec["tokens_pointwise"] > 5 * rec["prompt_tokens_zero_shot"]
     assert rec["spread_models"] > 10 and rec["spread_prompts"] > 5
