@@ -11,7 +11,8 @@ from perso_kit import costs
 from perso_kit.llm import get_llm
 from perso_kit.llm.pricing import PriceTable, estimate_prompt_tokens, estimate_tokens
 
-PRICES = """provider,model,kind,input_usd_per_1m,cached_input_usd_per_1m,output_usd_per_1m,as_of,source
+PRICES = """provider,model,kind,input_usd_per_1m,cached_input_usd_per_1m,output_usd_per_1m,\
+as_of,source
 x,cheap,chat,1.00,,2.00,2025-01-01,hand
 x,dear,chat,10.00,1.00,40.00,2025-01-01,hand
 x,emb,embedding,0.5,,0,2025-01-01,hand
