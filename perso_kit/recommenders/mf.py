@@ -59,7 +59,8 @@ class _ImplicitMF(SimilarItemsMixin, Recommender):
         return self
 
     def _score(self, user_idx: np.ndarray) -> np.ndarray:
-        return self.user_factors_[user_idx] @ self.item_factors_.T
+        with threadpool_limits(limits=1, user_api="blas"):  # small products: one thread
+            return self.user_factors_[user_idx] @ self.item_factors_.T
 
     def _item_similarities(self, item_idx: int) -> np.ndarray:
         # cosine between item vectors

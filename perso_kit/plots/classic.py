@@ -1,0 +1,193 @@
+"""Figures of Act 1 (notebooks 01-03): the data's long tail, model comparisons, sweeps and the
+ranker's features.
+
+Every function draws one figure that answers one question, gives it a title, labelled axes and
+a one-line takeaway computed from the numbers it shows (pass ``takeaway=`` to replace it), and
+returns the figure.
+
+>>> from perso_kit import load_dataset
+>>> fig = plot_long_tail(load_dataset("demo"))          # or a list of datasets side by side
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics as M
+from ..data.dataset import Dataset
+from .style import color, finish, new_figure
+
+
+def _axes(ax):
+    return new_figure()[1] if ax is None else ax
+
+
+def head_share(popularity, top: float = 0.1) -> float:
+    """Share of all interactions that go to the ``top`` share of items (by popularity)."""
+    pop = np.sort(np.asarray(popularity, dtype=float))[::-1]
+    n = max(1, int(np.ceil(top * len(pop))))
+    return float(pop[:n].sum() / max(pop.sum(), 1e-12))
+
+
+# ----------------------------------------------------------------------------- notebook 01
+def _datasets(data) -> list[Dataset]:
+    """One dataset, or several (a list, or a dict of name -> dataset) to draw side by side."""
+    if isinstance(data, Dataset):
+        return [data]
+    if isinstance(data, Mapping):
+        return list(data.values())
+    return list(data)
+
+
+def plot_long_tail(data, ax=None, takeaway: str | None = None):
+    """Item popularity against popularity rank, on log-log axes (rated items only), for one
+    dataset or several side by side; the takeaway describes the first."""
+    ax = _axes(ax)
+    sets = _datasets(data)
+    for ds in sets:
+        pop = np.sort(ds.item_popularity().to_numpy())[::-1]
+        pop = pop[pop > 0]
+        ax.loglog(np.arange(1, len(pop) + 1), pop, label=ds.name, lw=2)
+    share = head_share(sets[0].item_popularity(), 0.1)
+    return finish(ax, "Item popularity by rank (the long tail)", "item rank (1 = most popular)",
+                  "users who interacted",
+                  takeaway or f"{sets[0].name}: the 10% most popular items take {share:.0%} of "
+                              "all interactions.")
+
+
+def plot_lorenz(data, ax=None, takeaway: str | None = None):
+    """Lorenz curve of item popularity over the whole catalog, with the Gini coefficient in
+    the legend, for one dataset or several."""
+    ax = _axes(ax)
+    sets = _datasets(data)
+    for ds in sets:
+        pop = ds.item_popularity().to_numpy()
+        x, y = M.lorenz_curve(pop)
+        ax.plot(x, y, lw=2, label=f"{ds.name} (Gini {M.gini(pop):.2f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect equality")
+    g = M.gini(sets[0].item_popularity().to_numpy())
+    return finish(ax, "Lorenz curve of item popularity", "share of items (least popular first)",
+                  "share of interactions",
+                  takeaway or f"{sets[0].name}: Gini {g:.2f}, attention concentrates on a few "
+                              "items.")
+
+
+def plot_user_activity(data, ax=None, takeaway: str | None = None):
+    """Histogram of interactions per user (log-spaced bins), for one dataset or several."""
+    ax = _axes(ax)
+    sets = _datasets(data)
+    acts = [ds.user_activity().to_numpy() for ds in sets]
+    acts = [a[a > 0] for a in acts]
+    bins = np.logspace(0, np.log10(max(a.max() for a in acts) + 1), 30)
+    for ds, act in zip(sets, acts):
+        ax.hist(act, bins=bins, alpha=0.5, label=ds.name)
+    ax.set_xscale("log")
+    med, top = float(np.median(acts[0])), int(acts[0].max())
+    return finish(ax, "Interactions per user", "interactions (log scale)", "users",
+                  takeaway or f"{sets[0].name}: median {med:.0f} interactions per user, the "
+                              f"busiest user {top}.")
+
+
+def plot_ratings(data, ax=None, takeaway: str | None = None):
+    """Share of interactions at each rating value, for one dataset or several."""
+    ax = _axes(ax)
+    sets = _datasets(data)
+    width = 0.8 / len(sets)
+    for j, ds in enumerate(sets):
+        counts = ds.interactions["rating"].value_counts(normalize=True).sort_index()
+        ax.bar(counts.index.astype(float) + (j - (len(sets) - 1) / 2) * width, counts.to_numpy(),
+               width=width, alpha=0.8, label=ds.name)
+    mean = float(sets[0].interactions["rating"].mean())
+    return finish(ax, "Rating distribution", "rating", "share of interactions",
+                  takeaway or f"{sets[0].name}: mean rating {mean:.2f}; people mostly rate what "
+                              "they chose to watch.")
+
+
+def plot_activity_over_time(data, ax=None, takeaway: str | None = None):
+    """Interactions per week over each log's time span."""
+    ax = _axes(ax)
+    sets = _datasets(data)
+    for ds in sets:
+        t = pd.to_datetime(ds.interactions["timestamp"], unit="s")
+        weekly = t.dt.to_period("W").value_counts().sort_index()
+        ax.plot(weekly.index.to_timestamp(), weekly.to_numpy(), lw=1.5, label=ds.name)
+    ax.figure.autofmt_xdate()
+    t0 = pd.to_datetime(sets[0].interactions["timestamp"], unit="s")
+    return finish(ax, "Interactions per week", "week", "interactions",
+                  takeaway or f"{sets[0].name}: the log runs from {t0.min().date()} to "
+                              f"{t0.max().date()}, unevenly.")
+
+
+# ----------------------------------------------------------------------------- notebook 02
+def plot_metric_bars(table: pd.DataFrame, metric: str = "ndcg@10", ax=None,
+                     takeaway: str | None = None):
+    """One bar per model (rows of an :func:`~perso_kit.evaluate.evaluate` table, segment
+    "all"), in the course colours."""
+    ax = _axes(ax)
+    t = table[table["segment"] == "all"] if "segment" in table else table
+    names = t["model"].tolist()
+    vals = t[metric].to_numpy()
+    ax.bar(names, vals, color=[color(n, "#444444") for n in names])
+    for x, v in enumerate(vals):
+        ax.text(x, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.tick_params(axis="x", rotation=20)
+    best = names[int(np.argmax(vals))]
+    return finish(ax, f"{metric} by model", "model", metric,
+                  takeaway or f"{best} ranks best on {metric} in this split.")
+
+
+def plot_accuracy_vs_popularity(table: pd.DataFrame, metric: str = "ndcg@10", ax=None,
+                                takeaway: str | None = None):
+    """Accuracy against the average popularity of what each model recommends."""
+    ax = _axes(ax)
+    t = table[table["segment"] == "all"] if "segment" in table else table
+    for _, row in t.iterrows():
+        ax.scatter(row["avg_popularity"], row[metric], s=60, color=color(row["model"], "#444444"),
+                   label=row["model"])
+    return finish(ax, "Accuracy against the popularity of recommendations",
+                  "average popularity of recommended items (training users)", metric,
+                  takeaway or "Beating popularity does not mean leaving the head of the catalog.")
+
+
+def plot_sweep(results: pd.DataFrame, param: str, metric: str = "ndcg@10", by: str = "model",
+               ax=None, logx: bool = False, takeaway: str | None = None):
+    """A metric against one hyperparameter, one line per value of ``by`` (e.g. per model)."""
+    ax = _axes(ax)
+    groups = results.groupby(by, sort=False) if by in results else [(None, results)]
+    for name, g in groups:
+        g = g.sort_values(param)
+        ax.plot(g[param], g[metric], marker="o", label=name,
+                color=color(str(name), None) if name is not None else None)
+    if logx:
+        ax.set_xscale("log")
+    best = results.loc[results[metric].idxmax()]
+    return finish(ax, f"{metric} against {param}", param, metric,
+                  takeaway or f"Best {metric} {best[metric]:.3f} at {param}={best[param]:g}.")
+
+
+# ----------------------------------------------------------------------------- notebook 03
+def plot_feature_importance(importances: pd.DataFrame, ax=None, top: int = 15,
+                            takeaway: str | None = None):
+    """Horizontal bars of total gain per feature (from ``TwoStageRanker.feature_importances``)."""
+    ax = _axes(ax)
+    imp = importances.sort_values("gain", ascending=False).head(top).iloc[::-1]
+    share = imp["gain"] / max(importances["gain"].sum(), 1e-12)
+    ax.barh(imp["feature"], share, color=color("LightGBM ranker"))
+    first = imp["feature"].iloc[-1]
+    return finish(ax, "What the ranker relies on", "share of total gain", "feature",
+                  takeaway or f"{first} carries the most gain: retrieval signals lead.")
+
+
+def plot_candidate_recall(recall: Mapping[int, float] | pd.Series, ax=None,
+                          takeaway: str | None = None):
+    """Candidate recall against the number of candidates per retriever."""
+    ax = _axes(ax)
+    s = pd.Series(recall).sort_index()
+    ax.plot(s.index, s.to_numpy(), marker="o", color=color("LightGBM ranker"))
+    ax.set_ylim(0, 1)
+    return finish(ax, "Candidate recall caps the ranker", "candidates per retriever",
+                  "recall of the candidate set",
+                  takeaway or f"With {s.index[-1]} candidates per retriever, "
+                              f"{s.iloc[-1]:.0%} of test items are reachable.")

@@ -1,0 +1,193 @@
+"""Classic recommenders: hand-computed examples, the protocol's ordering on the demo world,
+similar_items, determinism and argument checks."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import perso_kit as pk
+from perso_kit.data.dataset import make_dataset
+from perso_kit.recommenders import ALS, BPR, EASE, ItemKNN, NotFittedError, Popularity
+
+
+def tiny(pairs, n_items=None) -> pk.Dataset:
+    """A dataset from (user, item) pairs; items 1..n_items, users 1..max user."""
+    inter = pd.DataFrame(pairs, columns=["user_id", "item_id"])
+    n_items = n_items or int(inter["item_id"].max())
+    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
+                          "title": [f"item {i}" for i in range(1, n_items + 1)],
+                          "genres": [("Drama",)] * n_items})
+    return make_dataset("tiny", inter, items)
+
+
+# ------------------------------------------------------------------------------- EASE
+def test_ease_two_items_by_hand():
+    # X = [[1,1],[1,0],[1,1]]: G = X^T X = [[3,2],[2,2]]. With diag(B) = 0 and two items,
+    # column j is a one-variable ridge regression of item j on the other item i:
+    # B[i, j] = G[i, j] / (G[i, i] + l2), so B[0,1] = 2 / (3 + 1) and B[1,0] = 2 / (2 + 1).
+    # (The closed form agrees: P = inv([[4,2],[2,3]]) = [[3,-2],[-2,4]] / 8 and
+    # B[i, j] = -P[i, j] / P[j, j].)
+    ds = tiny([(1, 1), (1, 2), (2, 1), (3, 1), (3, 2)])
+    B = EASE(l2=1.0).fit(ds).weights_
+    np.testing.assert_allclose(B, [[0.0, 2 / 4], [2 / 3, 0.0]], rtol=1e-6)
+
+
+def test_ease_matches_constrained_least_squares():
+    rng = np.random.default_rng(0)
+    X = (rng.random((30, 6)) < 0.4).astype(float)
+    pairs = [(u + 1, i + 1) for u, i in zip(*np.nonzero(X))]
+    ds = tiny(pairs, n_items=6)
+    X = ds.matrix().toarray().astype(float)
+    l2 = 2.0
+    B = EASE(l2=l2).fit(ds).weights_
+    for j in range(6):  # column j: ridge regression of item j on the other items
+        others = [i for i in range(6) if i != j]
+        A = X[:, others]
+        b = np.linalg.solve(A.T @ A + l2 * np.eye(5), A.T @ X[:, j])
+        np.testing.assert_allclose(B[others, j], b, rtol=1e-4, atol=1e-6)
+        assert B[j, j] == 0
+    # scores are x_u B
+    model = EASE(l2=l2).fit(ds)
+    np.testing.assert_allclose(model.score([1], ds.item_ids)[0], X[0] @ B, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------- item-kNN
+KNN_PAIRS = [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (3, 1), (3, 3), (4, 3)]
+# item 1: users {1,2,3}; item 2: {1,2}; item 3: {2,3,4}
+S12 = 2 / (np.sqrt(3) * np.sqrt(2) + 1)   # 0.5798
+S13 = 2 / (np.sqrt(3) * np.sqrt(3) + 1)   # 0.5
+S23 = 1 / (np.sqrt(2) * np.sqrt(3) + 1)   # 0.2899
+
+
+def test_itemknn_shrunk_cosine_by_hand():
+    model = ItemKNN(n_neighbors=2, shrinkage=1.0).fit(tiny(KNN_PAIRS))
+    expected = np.array([[0, S12, S13], [S12, 0, S23], [S13, S23, 0]])
+    np.testing.assert_allclose(model.similarity_.toarray(), expected, rtol=1e-6)
+    # user 1 saw items 1 and 2: score(3) = S13 + S23
+    np.testing.assert_allclose(model.score([1], [3])[0, 0], S13 + S23, rtol=1e-6)
+
+
+def test_itemknn_keeps_only_the_nearest_neighbours():
+    model = ItemKNN(n_neighbors=1, shrinkage=1.0).fit(tiny(KNN_PAIRS))
+    S = model.similarity_.toarray()
+    # each item keeps one neighbour: 1 -> 2 (0.58 > 0.5), 2 -> 1, 3 -> 1
+    np.testing.assert_allclose(S, [[0, S12, 0], [S12, 0, 0], [S13, 0, 0]], rtol=1e-6)
+    # item 3 is in nobody's neighbourhood but its own row, so user 1 (items 1, 2) scores 0
+    assert model.score([1], [3])[0, 0] == 0
+
+
+def test_shrinkage_pulls_rare_cooccurrences_down():
+    no_shrink = ItemKNN(n_neighbors=2, shrinkage=0).fit(tiny(KNN_PAIRS)).similarity_.toarray()
+    shrunk = ItemKNN(n_neighbors=2, shrinkage=10).fit(tiny(KNN_PAIRS)).similarity_.toarray()
+    np.testing.assert_allclose(no_shrink[0, 1], 2 / np.sqrt(6), rtol=1e-6)  # plain cosine
+    assert (shrunk[no_shrink > 0] < no_shrink[no_shrink > 0]).all()
+
+
+# ------------------------------------------------------------------------------- MF
+def test_als_confidence_is_one_plus_alpha():
+    ds = tiny(KNN_PAIRS)
+    C = ALS(alpha=4.0)._user_items(ds)
+    assert C.shape == (4, 3) and np.allclose(C.data, 5.0)
+
+
+def test_bpr_placeholder_user_makes_items_equally_frequent():
+    ds = tiny(KNN_PAIRS + [(5, 1)])               # counts: item 1: 4, item 2: 2, item 3: 3
+    M = BPR(negatives="uniform")._user_items(ds)
+    assert M.shape == (ds.n_users + 1, ds.n_items)
+    counts = np.bincount(M.indices, minlength=ds.n_items)
+    assert (counts == counts[0]).all() and counts[0] == 5      # max count + 1
+    placeholder = M.indices[M.indptr[-2]:]
+    assert set(placeholder) == {0, 1, 2}          # it has "seen" every item, so never updates
+    assert BPR(negatives="popularity")._user_items(ds).shape == (ds.n_users, ds.n_items)
+
+
+def test_factor_models_are_deterministic_for_a_seed(demo):
+    split = pk.split.random_per_user(demo, seed=1)
+    a = ALS(factors=8, iterations=3, seed=7).fit(split.train)
+    b = ALS(factors=8, iterations=3, seed=7).fit(split.train)
+    c = ALS(factors=8, iterations=3, seed=8).fit(split.train)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    assert not np.allclose(a.item_factors_, c.item_factors_)
+    p = BPR(factors=8, iterations=3, seed=7).fit(split.train)
+    q = BPR(factors=8, iterations=3, seed=7).fit(split.train)
+    np.testing.assert_array_equal(p.item_factors_, q.item_factors_)
+    assert p.user_factors_.shape == (demo.n_users, 9)    # placeholder row dropped; bias column
+    pd.testing.assert_frame_equal(p.recommend(users=[1, 2], k=5), q.recommend(users=[1, 2], k=5))
+
+
+# ------------------------------------------------------------------------------- the protocol
+@pytest.fixture(scope="module")
+def demo_table(demo):
+    split = pk.split.random_per_user(demo, test_fraction=0.25, seed=42)
+    # BPR trains for 20 epochs instead of 50 here, to keep the suite fast
+    models = {"Popularity": Popularity(), "ItemKNN": ItemKNN(), "EASE": EASE(), "ALS": ALS(),
+              "BPR": BPR(iterations=20),
+              "BPR popularity negatives": BPR(iterations=20, negatives="popularity")}
+    return pk.evaluate(models, split, k=10, progress=False).set_index("model")
+
+
+def test_every_personalized_model_beats_popularity_on_the_demo_world(demo_table):
+    ndcg = demo_table["ndcg@10"]
+    for name in ("ItemKNN", "EASE", "ALS", "BPR"):
+        assert ndcg[name] > ndcg["Popularity"] + 0.02, (name, ndcg.round(3).to_dict())
+    assert ndcg["EASE"] > ndcg["ItemKNN"]
+    # every model recommends more of the catalog than popularity does
+    assert (demo_table["coverage"].drop("Popularity") > demo_table.loc["Popularity",
+                                                                         "coverage"]).all()
+
+
+def test_popularity_weighted_negatives_push_popular_items_down(demo_table):
+    uni, pop = demo_table.loc["BPR"], demo_table.loc["BPR popularity negatives"]
+    assert pop["avg_popularity"] < 0.8 * uni["avg_popularity"]
+    assert pop["ndcg@10"] < uni["ndcg@10"]
+
+
+def test_recommendations_exclude_training_items(demo):
+    model = EASE().fit(demo)
+    recs = model.recommend(users=[1, 2, 3], k=20)
+    seen = demo.interactions[["user_id", "item_id"]]
+    assert recs.merge(seen, on=["user_id", "item_id"]).empty
+    assert recs.groupby("user_id").size().tolist() == [20, 20, 20]
+
+
+# ------------------------------------------------------------------------------- similar_items
+@pytest.mark.parametrize("make", [lambda: ItemKNN(), lambda: EASE(), lambda: ALS()],
+                         ids=["ItemKNN", "EASE", "ALS"])
+def test_similar_items_share_genres_more_than_chance(demo, make):
+    model = make().fit(demo)
+    genres = dict(zip(demo.item_ids, demo.items["genres"].map(set)))
+    popular = demo.item_popularity().sort_values(ascending=False).index[:30]
+    shares = []
+    for item in popular:
+        sim = model.similar_items(item, k=10)
+        assert len(sim) == 10 and item not in set(sim["item_id"])
+        assert sim["similarity"].is_monotonic_decreasing
+        shares.append(np.mean([bool(genres[item] & genres[j]) for j in sim["item_id"]]))
+    base = np.mean([bool(genres[a] & genres[b]) for a in popular for b in demo.item_ids[:300]])
+    assert np.mean(shares) > base + 0.1, (np.mean(shares), base)
+
+
+def test_similar_items_never_returns_items_without_training_data():
+    ds = tiny(KNN_PAIRS, n_items=5)                  # items 4 and 5 nobody saw
+    sim = ItemKNN().fit(ds).similar_items(1, k=10)
+    assert set(sim["item_id"]) == {2, 3}
+    assert sim["title"].tolist() == ["item 2", "item 3"]
+
+
+# ------------------------------------------------------------------------------- errors
+def test_bad_arguments_say_what_is_wrong():
+    with pytest.raises(ValueError, match="n_neighbors"):
+        ItemKNN(n_neighbors=0)
+    with pytest.raises(ValueError, match="l2"):
+        EASE(l2=0)
+    with pytest.raises(ValueError, match="weighting"):
+        ALS(weighting="tfidf")
+    with pytest.raises(ValueError, match="negatives"):
+        BPR(negatives="hard")
+    with pytest.raises(ValueError, match="max_items"):
+        EASE(max_items=2).fit(tiny(KNN_PAIRS))
+    with pytest.raises(NotFittedError, match="fit"):
+        EASE().recommend(users=[1])
+    with pytest.raises(KeyError, match="unknown item"):
+        ItemKNN().fit(tiny(KNN_PAIRS)).similar_items(99)
