@@ -152,7 +152,8 @@ def plot_accuracy_vs_popularity(table: pd.DataFrame, metric: str = "ndcg@10", ax
 
 
 def plot_sweep(results: pd.DataFrame, param: str, metric: str = "ndcg@10", by: str = "model",
-               ax=None, logx: bool = False, takeaway: str | None = None):
+               ax=None, logx: bool = False, title: str | None = None,
+               takeaway: str | None = None):
     """A metric against one hyperparameter, one line per value of ``by`` (e.g. per model)."""
     ax = _axes(ax)
     groups = results.groupby(by, sort=False) if by in results else [(None, results)]
@@ -163,7 +164,7 @@ def plot_sweep(results: pd.DataFrame, param: str, metric: str = "ndcg@10", by: s
     if logx:
         ax.set_xscale("log")
     best = results.loc[results[metric].idxmax()]
-    return finish(ax, f"{metric} against {param}", param, metric,
+    return finish(ax, title or f"{metric} against {param}", param, metric,
                   takeaway or f"Best {metric} {best[metric]:.3f} at {param}={best[param]:g}.")
 
 
@@ -176,8 +177,10 @@ def plot_feature_importance(importances: pd.DataFrame, ax=None, top: int = 15,
     share = imp["gain"] / max(importances["gain"].sum(), 1e-12)
     ax.barh(imp["feature"], share, color=color("LightGBM ranker"))
     first = imp["feature"].iloc[-1]
+    lead = ("a retrieval signal leads" if first.endswith(("_score", "_rank"))
+            else "a pair feature leads, not a retriever")
     return finish(ax, "What the ranker relies on", "share of total gain", "feature",
-                  takeaway or f"{first} carries the most gain: retrieval signals lead.")
+                  takeaway or f"{first} carries the most gain: {lead}.")
 
 
 def plot_candidate_recall(recall: Mapping[int, float] | pd.Series, ax=None,

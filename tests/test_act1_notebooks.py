@@ -1,0 +1,54 @@
+"""Act 1 notebooks (01-03), executed once with SMALL=True on the demo world: the numbers they
+record must say what their prose says."""
+from __future__ import annotations
+
+import pytest
+
+from perso_kit.report import read_records
+
+pytestmark = pytest.mark.notebook
+
+
+def _records(notebook_runs, name):
+    run = notebook_runs(name)
+    assert run.status == "ok", f"{name} failed: {run.error}"
+    return read_records(run.output)
+
+
+def test_nb01_measures_a_sparse_long_tailed_log(notebook_runs, demo):
+    rec = _records(notebook_runs, "01_data_and_the_long_tail.ipynb")
+    assert rec["n_users"] == demo.n_users and rec["n_items"] == demo.n_items
+    assert rec["density"] == pytest.approx(demo.density, rel=1e-3)
+    assert rec["density"] < 0.1
+    # the long tail: a tenth of the items take a large share, Gini well above equality
+    assert 0.3 < rec["head10_share"] < 0.8
+    assert 0.4 < rec["gini_items"] < 0.95
+    assert 0.1 < rec["items_under_10"] < 0.6
+    assert rec["max_activity"] > 5 * rec["median_activity"]
+    assert 1 <= rec["mean_rating"] <= 5
+
+
+def test_nb02_every_personalized_model_beats_popularity(notebook_runs):
+    rec = _records(notebook_runs, "02_collaborative_filtering.ipynb")
+    for model in ("itemknn", "ease", "als", "bpr"):
+        assert rec[f"ndcg_{model}"] > rec["ndcg_popularity"] + 0.02, (model, rec)
+    assert rec["best_model"] in ("EASE", "ALS")
+    assert rec["coverage_ease"] > 3 * rec["coverage_popularity"]
+    # tuned on validation, the chosen settings stay close to the best single models
+    assert rec["best_factors"] in (8, 32, 128) and rec["best_l2"] in (30, 300, 3000)
+    assert rec["ndcg_ease_tuned"] > rec["ndcg_popularity"]
+    assert rec["ndcg_als_tuned"] > rec["ndcg_popularity"]
+
+
+def test_nb03_ranker_beats_its_retrievers_and_the_trap_shows(notebook_runs):
+    rec = _records(notebook_runs, "03_learning_to_rank.ipynb")
+    assert 0.3 < rec["candidate_recall"] < 1
+    assert rec["ndcg_best_single"] == max(rec["ndcg_als"], rec["ndcg_ease"])
+    assert rec["ndcg_ranker"] > rec["ndcg_best_single"] + 0.005, rec
+    assert rec["ranker_gain"] > 0.01
+    assert rec["ndcg_ranker_binary"] > rec["ndcg_best_single"]
+    assert rec["top_feature"].endswith(("_score", "_rank")) or "genre" in rec["top_feature"]
+    # leaked labels inflate the users they came from, not the others
+    assert rec["ndcg_leaky_a"] > rec["ndcg_honest_a"] + 0.03
+    assert rec["ndcg_leaky_a"] - rec["ndcg_leaky_b"] > 0.03
+    assert abs(rec["ndcg_honest_a"] - rec["ndcg_honest_b"]) < 0.03
