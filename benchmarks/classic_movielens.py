@@ -176,8 +176,9 @@ def print_report(res: dict, name: str) -> None:
     ranker = table[table["model"] == "LightGBM ranker"].iloc[0]
     print(f"\nclassic models (Popularity, ItemKNN, EASE, ALS, BPR), fit + recommend + score: "
           f"{res['classic_s']:.1f} s; ranker: {ranker['fit+eval s']:.1f} s")
-    print(f"ranker candidates (top-100 of ALS and of EASE): recall {res['candidate_recall_test']:.3f}"
-          f" on test, {res['candidate_recall_validation']:.3f} on its validation shares")
+    print(f"ranker candidates (top-100 of ALS and of EASE): recall "
+          f"{res['candidate_recall_test']:.3f} on test, "
+          f"{res['candidate_recall_validation']:.3f} on its validation shares")
     gain = ranker[f"ndcg@{K}"] / best_single[f"ndcg@{K}"] - 1
     print(f"ranker vs best single model ({best_single['model']}): NDCG@{K} "
           f"{ranker[f'ndcg@{K}']:.4f} vs {best_single[f'ndcg@{K}']:.4f} ({gain:+.1%})")

@@ -35,6 +35,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .. import config
 from ..data.dataset import Dataset
@@ -134,10 +135,9 @@ def candidate_recall(candidates: pd.DataFrame, truth: Dataset) -> float:
 
     The ceiling of the second stage: a ranker can only reorder what retrieval proposed.
 
-    >>> truth_items = pd.DataFrame({"user_id": [1, 1], "item_id": [5, 6]})
     >>> from perso_kit.data.dataset import make_dataset
-    >>> truth = make_dataset("t", truth_items, pd.DataFrame({"item_id": [5, 6, 7], "title": list("abc"),
-    ...                                                      "genres": [(), (), ()]}))
+    >>> catalog = pd.DataFrame({"item_id": [5, 6, 7], "title": list("abc"), "genres": [()] * 3})
+    >>> truth = make_dataset("t", pd.DataFrame({"user_id": [1, 1], "item_id": [5, 6]}), catalog)
     >>> candidate_recall(pd.DataFrame({"user_id": [1, 1], "item_id": [5, 7]}), truth)
     0.5
     """
@@ -189,6 +189,8 @@ class TwoStageRanker(Recommender):
     num_threads : int
         LightGBM threads (0: all cores). One thread is the default: on a small shared machine
         it is often the fastest, and results are deterministic for a given number of threads.
+    show_progress : bool
+        Show a progress bar over the validation rounds while fitting.
 
     Attributes
     ----------
@@ -211,7 +213,7 @@ class TwoStageRanker(Recommender):
                  objective: str = "lambdarank", n_estimators: int = 150,
                  learning_rate: float = 0.05, num_leaves: int = 15,
                  min_child_samples: int = 100, lgbm_params: dict | None = None,
-                 seed: int | None = None, num_threads: int = 1):
+                 seed: int | None = None, num_threads: int = 1, show_progress: bool = True):
         if n_candidates < 1:
             raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
         if n_rounds < 1:
@@ -240,6 +242,7 @@ class TwoStageRanker(Recommender):
         self.lgbm_params = dict(lgbm_params or {})
         self.seed = seed
         self.num_threads = int(num_threads)
+        self.show_progress = show_progress
 
     # ------------------------------------------------------------------ fitting
     def _seed(self) -> int:
@@ -301,12 +304,19 @@ class TwoStageRanker(Recommender):
         data), then refit the retrievers and scorers on all of ``train`` to serve."""
         self._recalls: list[float] = []
         frames = []
+        steps = tqdm(total=self.n_rounds + 1, desc="ranker", leave=False,
+                     disable=not self.show_progress)
         for r in range(self.n_rounds):
+            steps.set_postfix_str(f"validation round {r + 1}")
             inner = random_per_user(train, test_fraction=self.validation_fraction,
                                     seed=self._seed() + r)
             frames.append(self._labelled_candidates(inner.train, inner.test))
+            steps.update()
+        steps.set_postfix_str("LightGBM, then refit to serve")
         self._fit_ranker(frames)
         self._fit_stage_one(train)
+        steps.update()
+        steps.close()
         self.train_ = train
         return self
 

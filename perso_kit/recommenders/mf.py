@@ -167,7 +167,7 @@ class BPR(_ImplicitMF):
 
     def __init__(self, factors: int = 64, learning_rate: float = 0.05,
                  regularization: float = 0.01, iterations: int = 50, negatives: str = "uniform",
-                 seed: int | None = None, num_threads: int = 1, show_progress: bool = False):
+                 seed: int | None = None, num_threads: int = 1, show_progress: bool = True):
         if negatives not in ("uniform", "popularity"):
             raise ValueError(f"negatives must be 'uniform' or 'popularity', got {negatives!r}")
         self.factors = int(factors)
