@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import os
 import shutil
+import tempfile
 import socket
 import threading
 import time
@@ -24,7 +25,19 @@ import pytest
 from perso_kit.data import load_dataset
 from perso_kit.data import movielens as ml
 
-FIXTURES = Path(__file__).parent / "fixtures" / "movielens"
+def _materialize_fixtures() -> Path:
+    """Copy the hand-written fixtures (stored as ``<name>.txt`` so that no file in the project
+    carries a MovieLens file name) to a temporary folder under their real names."""
+    src = Path(__file__).parent / "fixtures" / "movielens"
+    dst = Path(tempfile.mkdtemp(prefix="movielens-fixtures-"))
+    for f in src.rglob("*.txt"):
+        target = dst / f.relative_to(src).with_suffix("")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, target)
+    return dst
+
+
+FIXTURES = _materialize_fixtures()
 REAL_DIR = os.environ.get("PERSO_KIT_DATA_DIR")
 
 
