@@ -1,8 +1,12 @@
-"""Command line: ``python -m perso_kit tour | fetch``.
+"""Command line: ``python -m perso_kit tour | fetch | local-llm``.
 
-``tour``   execute every notebook headless on the embedded defaults (demo world, offline
-           stand-in) and write executed copies and HTML pages to ``build/tour``
-``fetch``  download and verify a MovieLens data set into the cache
+``tour``       execute every notebook headless on the embedded defaults (demo world, offline
+               stand-in) and write executed copies and HTML pages to ``build/tour``
+``fetch``      download and verify a MovieLens data set into the cache
+``local-llm``  start a local model server (llama.cpp) that outlives the command, and print how
+               to use it from another process; ``--stop`` stops it, ``--list`` lists presets
+``record``     run the Act-3 notebooks with the local model and store its answers and numbers
+               as the shipped recording (``data/recordings/``)
 """
 from __future__ import annotations
 
@@ -26,7 +30,29 @@ def main(argv: list[str] | None = None) -> int:
     tour.add_argument("--no-html", action="store_true", help="skip the HTML pages")
     fetch = sub.add_parser("fetch", help="download and verify a MovieLens data set")
     fetch.add_argument("name", help="ml-100k, ml-1m or ml-latest-small")
+    local = sub.add_parser("local-llm", help="start (or stop) a local model server")
+    local.add_argument("--model", default=None,
+                       help="a preset name or a .gguf path (default: PERSO_KIT_LOCAL_MODEL, "
+                            "else smollm2-135m)")
+    local.add_argument("--stop", action="store_true", help="stop the running server")
+    local.add_argument("--list", action="store_true", help="list the model presets")
+    rec = sub.add_parser("record", help="remake the shipped local-model recording")
+    rec.add_argument("--model", default=None, help="a preset name or a .gguf path")
+    rec.add_argument("--name", default=None, help="recording name (default smollm2-135m)")
+    rec.add_argument("--only", default=None,
+                     help="notebook numbers, comma-separated (default: all of Act 3)")
     args = parser.parse_args(argv)
+
+    if args.command == "record":
+        from . import recording
+        only = tuple(x.strip() for x in args.only.split(",")) if args.only else recording.ACT3
+        summary = recording.make_recording(args.model, args.name or recording.DEFAULT_RECORDING,
+                                           notebooks=only)
+        print(summary.to_string(index=False))
+        print(f"\nrecording written to {recording.RECORDING_DIR}")
+        return 0
+    if args.command == "local-llm":
+        return _local_llm(args)
 
     if args.command == "fetch":
         from .data import load_dataset
@@ -47,6 +73,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nexecuted notebooks and HTML pages in {out}")
     failed = summary[summary["status"] != "ok"]
     return 1 if len(failed) else 0
+
+
+def _local_llm(args) -> int:
+    from .llm import local
+
+    if args.list:
+        print(local.describe())
+        return 0
+    try:
+        if args.stop:
+            stopped = local.stop_detached(args.model)
+            print("stopped the local model server" if stopped else "no local model server ran")
+            return 0
+        server = local.start_server(args.model, detached=True)
+    except local.LocalModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"model:  {server.alias} ({server.model_path})\nport:   {server.port}\n"
+          f"log:    {server.log_path}\n\nUse it from another process with:\n  "
+          f"{server.env_line()}\nStop it with: python -m perso_kit local-llm --stop")
+    return 0
 
 
 if __name__ == "__main__":

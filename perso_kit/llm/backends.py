@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from .. import config
 from .reply import STAND_IN_MODEL
 
-BACKENDS = ("offline", "openai", "azure", "compatible", "replay")
+BACKENDS = ("offline", "local", "openai", "azure", "compatible", "replay")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_OPENAI_EMBED_MODEL = "text-embedding-3-small"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -125,6 +125,8 @@ class Settings:
     max_retries: int = 4
     price_as: str | None = None
     titles_only: bool = False
+    json_mode: str | None = None
+    local_model: str | None = None
 
     def __repr__(self) -> str:
         parts = []
@@ -138,8 +140,8 @@ class Settings:
 
     @property
     def is_local(self) -> bool:
-        return self.backend == "offline" or (self.backend == "compatible"
-                                             and is_local_url(self.base_url))
+        return self.backend in ("offline", "local") or (self.backend == "compatible"
+                                                        and is_local_url(self.base_url))
 
     @classmethod
     def resolve(cls, backend: str | None = None, model: str | None = None, **kw) -> "Settings":
@@ -174,6 +176,7 @@ class Settings:
         retries = kw.pop("max_retries", None)
         s.max_retries = int(retries if retries is not None else 4)
         s.price_as = kw.pop("price_as", None) or _env("PERSO_KIT_LLM_PRICE_AS")
+        s.json_mode = kw.pop("json_mode", None) or _env("PERSO_KIT_LLM_JSON_MODE")
         titles_only = kw.pop("titles_only", None)
         if titles_only is None:
             titles_only = (_env("PERSO_KIT_LLM_TITLES_ONLY") or "0").lower() in ("1", "true", "yes")
@@ -200,6 +203,12 @@ class Settings:
                 raise ValueError("the compatible backend needs the server's URL: set "
                                  "OPENAI_BASE_URL, e.g. http://localhost:11434/v1 for Ollama")
             s.api_key = key or _KEYS.get("compatible") or _secret_env("OPENAI_API_KEY")
+        elif backend == "local":
+            from .local import start_server
+            server = start_server(model or kw.pop("local_model", None))
+            s.base_url, s.model = server.base_url, server.alias
+            s.local_model = str(server.model_path)
+            s.json_mode = s.json_mode or "json_object"  # llama.cpp's schema-constrained decoding
         elif backend == "azure":
             s.azure_endpoint = kw.pop("azure_endpoint", None) or _env("AZURE_OPENAI_ENDPOINT")
             s.api_key = key or _KEYS.get("azure") or _secret_env("AZURE_OPENAI_API_KEY")

@@ -44,10 +44,17 @@ from .reply import STAND_IN_LABEL, STAND_IN_MODEL, LLMError, Reply, ToolCall, Us
 
 log = logging.getLogger("perso_kit.llm")
 
-DEFAULT_MAX_TOKENS = 1024  # sent when a budget is set and the caller gave no max_tokens
+DEFAULT_MAX_TOKENS = 1024  # sent when the caller gives no max_tokens: no answer is unbounded
 MAX_RETRY_AFTER_S = 60.0  # a server asking to wait longer than this is not retried
 _REASONING = re.compile(r"^(o\d|gpt-5)")  # models that accept only the default temperature
+#: how a server says it does not take a structured-output form (llama-cpp-python answers
+#: ``json_schema`` with HTTP 500 "Input should be 'text' or 'json_object'")
+_FORMAT_REJECTED = re.compile(r"response_format|json_schema|json_object|'text' or", re.I)
+#: structured-output modes: the JSON schema in ``response_format`` (OpenAI's form), in
+#: llama.cpp's ``{"type": "json_object", "schema": ...}`` form, or as a system instruction
+STRUCTURED_MODES = ("auto", "response_format", "json_object", "prompt")
 _PROCESS_BUDGETS: dict[float, Budget] = {}
+_SESSION_LOG: list[dict] = []  # every call of every client in this process (the kernel)
 _sleep = time.sleep  # the wait between retries (tests replace it to record the waits)
 
 
@@ -163,9 +170,12 @@ class LLM:
         jitter in [0.5, 1); a ``Retry-After`` header replaces it.
     repair_attempts : int
         Extra turns that feed a JSON validation error back to the model.
-    structured_mode : {"auto", "response_format", "prompt"}
-        How ``json_schema=`` is asked for; "auto" uses ``response_format`` and falls back to a
-        system instruction if the server rejects it.
+    structured_mode : {"auto", "response_format", "json_object", "prompt"}
+        How ``json_schema=`` is asked for: OpenAI's ``response_format`` json_schema,
+        llama.cpp's ``{"type": "json_object", "schema": ...}`` (schema-constrained decoding),
+        or a system instruction. "auto" starts with ``response_format``; when the server rejects
+        it (HTTP 400/422/500 naming the format), the client switches once to ``json_object``,
+        then to the instruction, and remembers. ``PERSO_KIT_LLM_JSON_MODE`` sets it too.
     """
 
     def __init__(self, settings: Settings, *, client=None, budget: Budget | None = None,
@@ -186,9 +196,13 @@ class LLM:
         self.budget = budget
         self.backoff_s, self.backoff_cap_s = backoff_s, backoff_cap_s
         self.repair_attempts = repair_attempts
-        if structured_mode not in ("auto", "response_format", "prompt"):
-            raise ValueError("structured_mode must be 'auto', 'response_format' or 'prompt'")
+        structured_mode = {"json_schema": "response_format"}.get(structured_mode,
+                                                                 structured_mode)
+        if structured_mode not in STRUCTURED_MODES:
+            raise ValueError(f"structured_mode (PERSO_KIT_LLM_JSON_MODE) must be one of "
+                             f"{STRUCTURED_MODES} or 'json_schema', not {structured_mode!r}")
         self.structured_mode = structured_mode
+        self._auto_format = structured_mode == "auto"  # may fall back when a server refuses
         self.prices = PriceTable(prices)
         self.cache: ResponseCache | None = None
         if settings.backend == "replay":
@@ -203,6 +217,7 @@ class LLM:
         if settings.backend == "compatible" and not settings.model:
             settings.model = self._first_served_model()
         self._lock = threading.Lock()
+        self._format_fallbacks = 0
         self._records: list[dict] = []
         self._sent: list[dict] = []
         self.last_batch: list[Reply] | None = None
@@ -231,6 +246,8 @@ class LLM:
             return f"replay of {Path(s.replay_path).name} (recorded answers of {self.model})"
         if s.backend == "azure":
             return f"Azure OpenAI · deployment {self.model}"
+        if s.backend == "local":
+            return f"local model {self.model} (llama.cpp server on this machine, no key)"
         if s.backend == "openai" and s.base_url.rstrip("/") == "https://api.openai.com/v1":
             return f"OpenAI · {self.model}"
         where = "local " if s.is_local else ""
@@ -248,7 +265,12 @@ class LLM:
         if self.cache is not None and not self.cache.broken and self.backend != "replay":
             extra.append("answers cached")
         kind = {"offline": "stand-in", "replay": "replay"}.get(self.backend, "live")
-        text = self.label + (f" ({'; '.join(extra)})" if extra else "")
+        if self.backend == "local":
+            text_note = (". A real language model running on this CPU; a small model's "
+                         "behaviour is evidence about that model, not about LLMs in general.")
+        else:
+            text_note = ""
+        text = self.label + (f" ({'; '.join(extra)})" if extra else "") + text_note
         if kind == "stand-in":
             text += (". Its answers come from word overlap and templates over the prompt; "
                      "numbers measured with it describe the plumbing, not a language model.")
@@ -295,9 +317,9 @@ class LLM:
                  params) -> dict:
         """The backend-neutral request: what the cache key hashes (never a key or header)."""
         req: dict[str, Any] = {"model": self.model, "messages": messages,
-                               "temperature": temperature}
-        if max_tokens is not None:
-            req["max_tokens"] = int(max_tokens)
+                               "temperature": temperature,
+                               "max_tokens": int(max_tokens if max_tokens is not None
+                                                 else DEFAULT_MAX_TOKENS)}
         if tools:
             req["tools"] = tools
             if tool_choice is not None:
@@ -315,6 +337,9 @@ class LLM:
             if mode == "prompt":
                 instr = structured.schema_instruction(req["json_schema"])
                 body["messages"] = [{"role": "system", "content": instr}] + req["messages"]
+            elif mode == "json_object":
+                body["response_format"] = {"type": "json_object",
+                                           "schema": req["json_schema"]["schema"]}
             else:
                 body["response_format"] = structured.response_format(req["json_schema"])
         model = body.get("model", "")
@@ -374,7 +399,10 @@ class LLM:
                 else:
                     kind = "bad_request"
                 error = f"HTTP {code}: {e.message}"
-                if kind in ("auth", "bad_request"):
+                if code in (400, 422, 500) and "response_format" in body \
+                        and _FORMAT_REJECTED.search(str(e.message)):
+                    kind = "unsupported_format"  # not worth a retry: see _exchange
+                if kind in ("auth", "bad_request", "unsupported_format"):
                     break
             if attempt == self.settings.max_retries:
                 break
@@ -430,7 +458,9 @@ class LLM:
         if json_schema is not None:
             reply.data, err = structured.parse_and_validate(reply.text, json_schema)
             if err:
-                reply.error, reply.error_kind = f"invalid JSON answer: {err}", "invalid_json"
+                cut = (" (the answer was cut at max_tokens: allow more tokens)"
+                       if reply.truncated else "")
+                reply.error, reply.error_kind = f"invalid JSON answer{cut}: {err}", "invalid_json"
         elif not reply.text.strip() and not reply.tool_calls:
             reply.error, reply.error_kind = "the answer is empty", "empty"
         return reply
@@ -509,7 +539,7 @@ class LLM:
                        "with PERSO_KIT_LLM_BACKEND=replay PERSO_KIT_LLM_REPLAY=<that file>. "
                        "Any change to the prompt, model or parameters is a new request.")), t0)
 
-        mode = "prompt" if self.structured_mode == "prompt" else "response_format"
+        mode = self.structured_mode if self.structured_mode != "auto" else "response_format"
         convo = list(messages)
         total = Usage()
         attempts, cost = 0, 0.0
@@ -535,7 +565,7 @@ class LLM:
             if reply.error_kind != "invalid_json" or turn == self.repair_attempts:
                 break
             convo = structured.repair_messages(convo, reply.text,
-                                               reply.error.removeprefix("invalid JSON answer: "))
+                                               reply.error.split(": ", 1)[-1])
         reply.key = key
         reply.attempts = attempts
         reply.usage = total
@@ -554,22 +584,28 @@ class LLM:
         Returns ``(payload, error_kind, error, attempts, reserved_usd, mode)``; on failure
         the reservation is already released."""
         body = self._wire(req, mode)
-        if self.budget.limit_usd is not None and "max_tokens" not in req and price is not FREE:
-            body.setdefault("max_completion_tokens" if self.backend in ("openai", "azure")
-                            else "max_tokens", DEFAULT_MAX_TOKENS)
         refusal, reserved = self._reserve(body, price)
         if refusal:
             return None, "budget", refusal, 0, 0.0, mode
         self._record_sent(body)
         payload, kind, error, n = self._send(body)
-        if payload is None and kind == "bad_request" and structured_call \
-                and mode == "response_format" and self.structured_mode == "auto" \
-                and "response_format" in (error or ""):
+        rejected = kind == "unsupported_format" or (kind == "bad_request"
+                                                    and "response_format" in (error or ""))
+        if payload is None and rejected and structured_call and self._auto_format \
+                and mode in ("response_format", "json_object"):
             self.budget.settle(reserved, 0.0)
-            self._notice("structured", "the server rejects response_format; asking for JSON "
-                                       "in a system message instead")
-            self.structured_mode = mode = "prompt"
-            payload, kind, error, n2, reserved, mode = self._exchange(req, mode, price, True)
+            # a server that names json_object as what it takes gets that form; any other
+            # refusal of response_format gets the instruction in a system message
+            nxt = ("json_object" if mode == "response_format"
+                   and re.search(r"json_object", error or "") else "prompt")
+            self._notice(f"structured-{nxt}",
+                         f"the server rejects response_format in the {mode} form "
+                         f"({(error or '')[:80]}); asking for JSON "
+                         + ("in llama.cpp's json_object form with the schema instead"
+                            if nxt == "json_object" else "in a system message instead"))
+            self.structured_mode = nxt
+            self._format_fallbacks += 1
+            payload, kind, error, n2, reserved, mode = self._exchange(req, nxt, price, True)
             return payload, kind, error, n + n2, reserved, mode
         if payload is None:
             self.budget.settle(reserved, 0.0)
@@ -616,9 +652,10 @@ class LLM:
                   "completion_tokens": reply.usage.completion_tokens,
                   "cost_usd": reply.cost_usd, "saved_usd": saved,
                   "invalid_tool_calls": sum(not c.valid for c in reply.tool_calls),
-                  "latency_s": reply.latency_s, "attempts": reply.attempts}
+                  "latency_s": reply.latency_s, "attempts": reply.attempts,
+                  "truncated": reply.truncated}
         with self._lock:
-            self._records.append(record)
+            self._log_call(record)
         log.debug("llm call: model=%s cached=%s tokens=%d+%d cost=%.6f error=%s",
                   record["model"], reply.cached, record["prompt_tokens"],
                   record["completion_tokens"], reply.cost_usd, reply.error_kind)
@@ -728,7 +765,7 @@ class LLM:
                       "invalid_tool_calls": 0, "latency_s": 0.0, "attempts": 1,
                       "error_kind": None}
             with self._lock:
-                self._records.append(record)
+                self._log_call(record)
             dim = self.stand_in.embedder.dim_
             return np.asarray(out, dtype=np.float32).reshape(len(texts), dim)
         return self._embed_remote(texts, batch_size, model or self.settings.embed_model)
@@ -779,16 +816,21 @@ class LLM:
                 if self.cache is not None:
                     self.cache.put_embedding(keys[i], vectors[i], model)
         with self._lock:
-            self._records.append({"backend": self.backend, "model": model,
+            self._log_call({"backend": self.backend, "model": model,
                                   "served_model": model, "stand_in": False,
                                   "cached": not todo, "ok": True, "prompt_tokens": tokens,
                                   "completion_tokens": 0, "cost_usd": cost, "saved_usd": 0.0,
                                   "invalid_tool_calls": 0, "latency_s": 0.0,
-                                  "attempts": math.ceil(len(todo) / batch_size),
+                                  "attempts": 1,
                                   "error_kind": None})
         return np.vstack(vectors) if vectors else np.zeros((0, 0), np.float32)
 
     # ----------------------------------------------------------------------------- usage
+    def _log_call(self, record: dict) -> None:
+        """Keep one call's record here and in the process-wide log (caller holds the lock)."""
+        self._records.append(record)
+        _SESSION_LOG.append(record)
+
     def call_log(self) -> pd.DataFrame:
         """One row per call: backend, model (requested), served_model (what the server said it
         ran), cached, ok, error_kind, tokens, cost, latency, attempts."""
@@ -796,20 +838,25 @@ class LLM:
             return pd.DataFrame(list(self._records))
 
     def usage_table(self, total: bool = True) -> pd.DataFrame:
-        """Calls, cached calls, failures, tokens in/out and cost per backend and model (and a
-        total row). Stand-in rows say so; their tokens are estimates."""
+        """Calls, cached calls, failures, retries (extra HTTP attempts), answers cut at
+        ``max_tokens`` (truncated), tokens in/out and cost per backend and model (and a total
+        row). Stand-in rows say so; their tokens are estimates."""
         log_ = self.call_log()
         cols = ["backend", "model", "calls", "cached_calls", "errors", "invalid_json",
-                "invalid_tool_calls", "prompt_tokens", "completion_tokens", "cost_usd",
-                "saved_by_cache_usd", "note"]
+                "invalid_tool_calls", "retries", "truncated", "prompt_tokens",
+                "completion_tokens", "cost_usd", "saved_by_cache_usd", "note"]
         if log_.empty:
             return pd.DataFrame(columns=cols)
         log_["invalid_json"] = log_["error_kind"].eq("invalid_json")
         log_["errors"] = ~log_["ok"]
+        log_["retries"] = (log_["attempts"].fillna(0) - 1).clip(lower=0).astype(int)
+        log_["truncated"] = log_.get("truncated", pd.Series(False, index=log_.index)) \
+            .fillna(False).astype(bool)
         g = log_.groupby(["backend", "model"], sort=False)
         table = g.agg(calls=("ok", "size"), cached_calls=("cached", "sum"),
                       errors=("errors", "sum"), invalid_json=("invalid_json", "sum"),
                       invalid_tool_calls=("invalid_tool_calls", "sum"),
+                      retries=("retries", "sum"), truncated=("truncated", "sum"),
                       prompt_tokens=("prompt_tokens", "sum"),
                       completion_tokens=("completion_tokens", "sum"),
                       cost_usd=("cost_usd", lambda s: s.sum(min_count=1)),
@@ -819,6 +866,10 @@ class LLM:
         if self.settings.price_as:
             note = [f"{n + '; ' if n else ''}priced as {self.settings.price_as} (what-if)"
                     for n in note]
+        if self._format_fallbacks:
+            note = [f"{n + '; ' if n else ''}JSON asked in the {self.structured_mode} form "
+                    "(the server refused response_format)" if b not in ("offline",) else n
+                    for n, b in zip(note, table["backend"])]
         table["note"] = [n if not pd.isna(c) else
                          f"{n + '; ' if n else ''}price unknown: add the model to "
                          "data/llm_prices.csv" for n, c in zip(note, table["cost_usd"])]
@@ -850,3 +901,28 @@ class LLM:
             lines = [json.dumps(r, ensure_ascii=False) for r in self._sent]
         path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         return path
+
+
+def session_summary() -> dict:
+    """What every LLM client of this process (the kernel) did, in a few numbers: calls, failed
+    calls, replay misses, invalid JSON answers, answers cut at max_tokens, retries, and who
+    answered. A notebook records it last, so a run can be checked from outside (the tour, the
+    tests: a replay must have no miss).
+
+    >>> from perso_kit.llm import get_llm
+    >>> _ = get_llm("offline", cache_path="off").chat("hello")
+    >>> session_summary()["llm_calls"] >= 1
+    True
+    """
+    log_ = pd.DataFrame(list(_SESSION_LOG))
+    if log_.empty:
+        return {"llm_calls": 0, "llm_failed": 0, "llm_replay_misses": 0,
+                "llm_invalid_json": 0, "llm_truncated": 0, "llm_retries": 0, "llm_models": []}
+    kinds = log_["error_kind"]
+    return {"llm_calls": int(len(log_)), "llm_failed": int((~log_["ok"]).sum()),
+            "llm_replay_misses": int(kinds.eq("replay_miss").sum()),
+            "llm_invalid_json": int(kinds.eq("invalid_json").sum()),
+            "llm_truncated": int(log_.get("truncated", pd.Series(dtype=bool)).fillna(False)
+                                 .astype(bool).sum()),
+            "llm_retries": int((log_["attempts"].fillna(0) - 1).clip(lower=0).sum()),
+            "llm_models": sorted({str(m) for m in log_["served_model"].dropna()})}

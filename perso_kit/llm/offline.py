@@ -222,8 +222,11 @@ def _answer(body: dict) -> StandInAnswer:
     rng = _rng_for(body)
     ctx = H.Context(body.get("messages", []), temperature, rng)
     fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_schema":
-        name, schema = structured.normalize_schema(fmt.get("json_schema", {}))
+    if fmt.get("type") == "json_schema" or (fmt.get("type") == "json_object"
+                                            and isinstance(fmt.get("schema"), dict)):
+        # OpenAI's json_schema form, or llama.cpp's json_object form carrying the schema
+        spec = fmt.get("json_schema", {}) if fmt["type"] == "json_schema" else fmt["schema"]
+        name, schema = structured.normalize_schema(spec)
         req = StandInRequest(body, ctx, name, schema)
         value = None
         if name in _HANDLERS["schema"]:

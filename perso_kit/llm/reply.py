@@ -33,6 +33,8 @@ ERROR_KINDS = {
     "privacy": "refused before sending: titles-only mode and the request holds user data",
     "auth": "the server refused the key (HTTP 401/403)",
     "bad_request": "the server refused the request (HTTP 4xx)",
+    "unsupported_format": "the server does not take this structured-output form (see "
+                          "PERSO_KIT_LLM_JSON_MODE)",
     "interrupted": "the batch was interrupted before this request completed",
     "error": "another error (see the message)",
 }
@@ -150,6 +152,12 @@ class Reply:
         """True when the call succeeded (tool calls with invalid arguments still count as ok:
         check ``tool_calls[i].valid``)."""
         return self.error is None
+
+    @property
+    def truncated(self) -> bool:
+        """True when the answer stopped at ``max_tokens`` (``finish_reason == "length"``): its
+        text is cut short and should not be taken as a complete answer."""
+        return self.finish_reason == "length"
 
     @property
     def label(self) -> str:

@@ -10,6 +10,6 @@ from . import classic  # noqa: F401  (notebooks 01-03)
 from . import content  # noqa: F401  (notebook 06)
 from . import costs  # noqa: F401  (notebook 11)
 from . import llm_roles  # noqa: F401  (notebooks 07 and 08)
-from .style import MODEL_COLORS, color, finish, new_figure
+from .style import MODEL_COLORS, color, finish, new_figure, stamp, who_answered
 
-__all__ = ["MODEL_COLORS", "color", "finish", "new_figure"]
+__all__ = ["MODEL_COLORS", "color", "finish", "new_figure", "stamp", "who_answered"]

@@ -48,6 +48,9 @@ from ..llm import grounding, register_handler, structured, tool_result_message
 from ..llm import heuristics as H
 from .conversation import _list_after, _titles, parse_request
 
+#: the longest answer one step may give (tokens): a tool call or a short final answer
+STEP_MAX_TOKENS = 400
+
 SYSTEM_PROMPT = """You are a movie recommendation assistant with tools over a catalog.
 Plan which tools to call, call them, read their results, then answer the user with titles \
 from the results (with years), one per line, and a short reason for each.
@@ -210,7 +213,8 @@ class Agent:
             if cost >= self.max_cost_usd:
                 reason = "cost cap"
                 break
-            reply = self.llm.chat(messages, tools=specs, tool_choice="auto")
+            reply = self.llm.chat(messages, tools=specs, tool_choice="auto",
+                                  max_tokens=STEP_MAX_TOKENS)
             steps += 1
             tok = int(reply.usage.total_tokens)
             usd = float(reply.cost_usd) if np.isfinite(reply.cost_usd) else 0.0

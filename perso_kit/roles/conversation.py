@@ -54,6 +54,10 @@ from ..llm import heuristics as H
 QUESTION_ORDER = ("genre", "era", "mood")
 
 #: the JSON schema of a dialogue update (all fields required, lists may be empty)
+#: answer lengths fit for each task (tokens): no request leaves the kit unbounded
+UPDATE_MAX_TOKENS = 200
+PARAPHRASE_MAX_TOKENS = 120
+
 DIALOGUE_UPDATE = {
     "title": "dialogue_update",
     "type": "object",
@@ -397,7 +401,7 @@ class Conversation:
                                       state=json.dumps(self.state.summary()))
         messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
         self.prompts.append(messages)
-        reply = self.llm.chat(messages, json_schema=DIALOGUE_UPDATE)
+        reply = self.llm.chat(messages, json_schema=DIALOGUE_UPDATE, max_tokens=UPDATE_MAX_TOKENS)
         if not reply.ok or not isinstance(reply.data, dict):
             return {k: [] for k in DIALOGUE_UPDATE["required"]} | {"max_runtime": None}, False
         data = dict(reply.data)
@@ -529,7 +533,8 @@ class LLMPartner(SimulatedPartner):
     def answer(self, turn: Turn) -> str:
         facts = super().answer(turn)
         reply = self.llm.chat([{"role": "system", "content": PARAPHRASE_PROMPT},
-                               {"role": "user", "content": facts}])
+                               {"role": "user", "content": facts}],
+                              max_tokens=PARAPHRASE_MAX_TOKENS)
         return reply.text.strip() if reply.ok and reply.text.strip() else facts
 
 

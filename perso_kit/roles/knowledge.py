@@ -45,6 +45,10 @@ from ..llm.offline import register_handler
 DEFAULT_MOODS = ("light-hearted", "dark", "tense", "uplifting", "melancholic", "whimsical",
                  "thoughtful")
 
+#: answer lengths fit for each task (tokens): no request leaves the kit unbounded
+ATTRIBUTE_MAX_TOKENS = 300
+PROFILE_MAX_TOKENS = 200
+
 ATTRIBUTE_SCHEMA = {
     "title": "item_attributes",
     "type": "object",
@@ -125,7 +129,7 @@ def enrich_items(llm, items: pd.DataFrame, genres=None, moods=DEFAULT_MOODS,
     mood_ok = {m.lower(): m for m in moods}
     requests = [dict(messages=attribute_messages(r.title, getattr(r, "description", "") or "",
                                                  genres, moods),
-                     json_schema=ATTRIBUTE_SCHEMA)
+                     json_schema=ATTRIBUTE_SCHEMA, max_tokens=ATTRIBUTE_MAX_TOKENS)
                 for r in items.itertuples()]
     replies = llm.map(requests, concurrency=concurrency, desc="item attributes",
                       progress=progress)
@@ -264,7 +268,8 @@ def user_profiles(llm, ds, users, n: int = 20, concurrency: int = 8,
     *towards* what they dislike.
     """
     users = list(users)
-    replies = llm.map([dict(messages=profile_messages(ds, u, n), json_schema=PROFILE_SCHEMA)
+    replies = llm.map([dict(messages=profile_messages(ds, u, n), json_schema=PROFILE_SCHEMA,
+                            max_tokens=PROFILE_MAX_TOKENS)
                        for u in users], concurrency=concurrency, desc="user profiles",
                       progress=progress)
     rows = []
