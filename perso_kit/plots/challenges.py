@@ -58,13 +58,34 @@ def plot_cold_items(report: pd.DataFrame, true_share: float, catalog_share: floa
                   "", "share of items that are new releases", takeaway=takeaway)
 
 
+def plot_watch_versus_taste(table: pd.DataFrame, metric: str = "ndcg@10",
+                            takeaway: str | None = None):
+    """Scatter: each list's offline score on held-out watches (x) against the mean true
+    utility of its items (y), with one standard error either way (a row per list, from
+    :func:`perso_kit.challenges.watch_versus_taste`)."""
+    fig, ax = new_figure(width=6.5, height=4.5)
+    for _, row in table.iterrows():
+        ax.errorbar(row[metric], row["true_utility"], xerr=row["ndcg_se"],
+                    yerr=row["true_utility_se"], fmt="o", ms=8, capsize=3,
+                    color=color(row["list"], "#000000"), label=row["list"])
+    ax.axhline(0, color="#bbbbbb", lw=1, linestyle=":")
+    ax.annotate("the user's average item", (ax.get_xlim()[0], 0), xytext=(4, 3),
+                textcoords="offset points", fontsize=8, color="#777777")
+    return finish(ax, "Will watch vs truly likes", f"{metric.upper()} on held-out watches "
+                  "(what offline evaluation rewards)", "mean true utility of the list",
+                  takeaway=takeaway)
+
+
 def plot_sparsity(curve: pd.DataFrame, metric: str = "ndcg@10", takeaway: str | None = None):
     """Lines: ``metric`` against the share of training interactions kept (from
-    :func:`perso_kit.challenges.sparsity_curve`); the x axis runs from all data to little."""
+    :func:`perso_kit.challenges.sparsity_curve`); the x axis runs from all data to little.
+    With a ``<metric>_se`` column, each point gets a bar of one standard error."""
     fig, ax = new_figure()
     for model, part in curve.groupby("model", sort=False):
         part = part.sort_values("keep")
-        ax.plot(part["keep"] * 100, part[metric], marker="o", label=model, **_style(model))
+        err = part[f"{metric}_se"] if f"{metric}_se" in part else None
+        ax.errorbar(part["keep"] * 100, part[metric], yerr=err, marker="o", capsize=3,
+                    label=model, **_style(model))
     ax.set_xscale("log")
     ticks = sorted(curve["keep"].unique() * 100)
     ax.set_xticks(ticks, [f"{t:g}%" for t in ticks])
