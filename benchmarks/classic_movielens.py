@@ -8,7 +8,8 @@ Protocol (printed with the table):
 * each model recommends its top 10 among the items the user did not rate in training;
 * Precision, Recall, NDCG and MAP at 10, averaged over the users with a test rating. NDCG uses
   binary gains (Microsoft Recommenders' variant); our MAP divides each user's sum by
-  min(#relevant, 10), Microsoft Recommenders' by #relevant, so our MAP is larger.
+  min(#relevant, 10), as Microsoft Recommenders' ``map_at_k`` does (their ``map`` divides by
+  #relevant, which gives smaller numbers).
 
 Tuning never touches the test part: each model's hyperparameters are chosen by NDCG@10 on a
 *validation* split carved from the training part (a random 20% of each user's training
@@ -207,8 +208,8 @@ def main(argv=None) -> None:
           f"for test (seed {args.seed}); top-{K} among items not rated in training; metrics "
           f"averaged over users with a test rating.")
     print(f"NDCG@{K}: binary gains (Microsoft Recommenders' variant). MAP@{K}: each user's "
-          f"average precision divided by min(#relevant, {K}) (Microsoft Recommenders divides "
-          "by #relevant, which gives smaller numbers).")
+          f"average precision divided by min(#relevant, {K}), as Microsoft Recommenders' "
+          "map_at_k does (their map divides by #relevant, which gives smaller numbers).")
     print("tuning: hyperparameters chosen by NDCG@10 on a validation split carved from the "
           "training part (20% of each user's training ratings); the test part is used once.")
     for name in args.datasets:

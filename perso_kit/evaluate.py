@@ -16,11 +16,34 @@ The protocol, spelled out so a number always says what it means:
 >>> table = pk.evaluate({"Popularity": Popularity()}, split, k=10)
 >>> list(table.columns[:4])
 ['model', 'segment', 'users', 'precision@10']
+
+**Uncertainty.** A mean over a few hundred users is an estimate: another sample of users would
+give another number. ``ci=0.95`` adds a *bootstrap confidence interval* to every accuracy metric
+(columns ``ndcg@10_lo`` and ``ndcg@10_hi``, ...): resample the evaluated users with replacement
+``n_boot`` times, average the metric in each resample, keep the middle 95% of those averages.
+The draws depend only on the number of users, ``n_boot`` and ``seed``, so every model scored on
+the same users is resampled the same way, and two models are compared by the interval of their
+*paired* difference (:func:`paired_difference`), not by whether their own intervals overlap.
+The interval covers the sampling of users only: a different hold-out (split seed) or training
+seed moves the numbers too. Beyond-accuracy metrics (coverage, ...) describe all lists
+together and get no interval.
+
+>>> from perso_kit.evaluate import paired_difference
+>>> from perso_kit.recommenders import ItemKNN
+>>> table, per_user = pk.evaluate({"Popularity": Popularity(), "ItemKNN": ItemKNN()}, split,
+...                               k=10, ci=0.95, seed=0, return_per_user=True, progress=False)
+>>> row = table.iloc[0]
+>>> bool(row["ndcg@10_lo"] < row["ndcg@10"] < row["ndcg@10_hi"])
+True
+>>> scores = per_user.pivot(index="user_id", columns="model", values="ndcg@10")
+>>> d = paired_difference(scores["ItemKNN"], scores["Popularity"], seed=0)
+>>> bool(d.lo < d.estimate < d.hi)
+True
 """
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -115,29 +138,159 @@ def _beyond_accuracy(rec_idx: np.ndarray, split: Split) -> dict:
     }
 
 
+# ----------------------------------------------------------------------------- uncertainty
+class Interval(NamedTuple):
+    """A point estimate with a bootstrap confidence interval ``[lo, hi]``."""
+
+    estimate: float
+    lo: float
+    hi: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when 0 lies outside ``[lo, hi]``: for a paired difference, the two models are
+        distinguishable on these users at this confidence level."""
+        return bool(self.lo > 0 or self.hi < 0)
+
+
+def bootstrap_indices(n_users: int, n_boot: int = 1000, seed: int | None = 0) -> np.ndarray:
+    """``n_boot`` resamples of ``n_users`` positions, drawn with replacement: an
+    ``n_boot x n_users`` integer array whose row ``b`` lists the users of resample ``b``.
+
+    The draws depend only on ``(n_users, n_boot, seed)``: every model scored on the same users
+    is resampled identically, which is what makes paired comparisons possible.
+    """
+    if n_users < 1:
+        raise ValueError("cannot bootstrap an empty set of users")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    return np.random.default_rng(seed).integers(0, n_users, size=(n_boot, n_users))
+
+
+def resampled_means(values, idx: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` (one row per user; one column per metric, or 1-D) in each resample
+    of ``idx`` (from :func:`bootstrap_indices`). Returns ``n_boot`` rows (x metrics)."""
+    values = np.asarray(values, dtype=float)
+    flat = values.ndim == 1
+    v = values[:, None] if flat else values
+    out = np.empty((idx.shape[0], v.shape[1]))
+    step = max(1, 4_000_000 // max(1, idx.shape[1] * v.shape[1]))  # bound the memory used
+    for start in range(0, idx.shape[0], step):
+        out[start:start + step] = v[idx[start:start + step]].mean(axis=1)
+    return out[:, 0] if flat else out
+
+
+def _check_ci(ci: float) -> None:
+    if not 0 < ci < 1:
+        raise ValueError(f"ci is a confidence level between 0 and 1 (e.g. 0.95), got {ci}")
+
+
+def _quantiles(means: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
+    return lo, hi
+
+
+def bootstrap_interval(values, ci: float = 0.95, n_boot: int = 1000,
+                       seed: int | None = 0) -> Interval:
+    """Percentile bootstrap confidence interval of the mean of per-user ``values``.
+
+    >>> bootstrap_interval([0.5, 0.5, 0.5])           # no spread, no uncertainty
+    Interval(estimate=0.5, lo=0.5, hi=0.5)
+    """
+    _check_ci(ci)
+    values = np.asarray(values, dtype=float).ravel()
+    means = resampled_means(values, bootstrap_indices(len(values), n_boot, seed))
+    lo, hi = _quantiles(means, ci)
+    return Interval(float(values.mean()), float(lo), float(hi))
+
+
+def paired_difference(a, b, ci: float = 0.95, n_boot: int = 1000,
+                      seed: int | None = 0) -> Interval:
+    """Bootstrap interval of ``mean(a) - mean(b)`` for two models scored on the same users.
+
+    Each resample draws users, then takes both models' values *of those users*: the
+    difference is computed user by user, so the user-to-user spread that both models share
+    (easy users are easy for everyone) cancels out. Two models are distinguishable on these
+    users when the interval excludes 0 (``result.excludes_zero``).
+
+    Parameters
+    ----------
+    a, b : per-user values (e.g. NDCG@10) of two models
+        Arrays in the same user order, or Series indexed by user id (aligned on it; both must
+        hold the same users). ``per_user.pivot(index="user_id", columns="model",
+        values="ndcg@10")`` from ``evaluate(..., return_per_user=True)`` gives one column per
+        model.
+    ci, n_boot, seed
+        Confidence level, number of resamples, random seed (the same seed as ``evaluate``
+        draws the same resamples of the same users).
+
+    Returns
+    -------
+    Interval(estimate, lo, hi)
+
+    >>> paired_difference([0.2, 0.4, 0.9], [0.2, 0.4, 0.9])   # a model against itself
+    Interval(estimate=0.0, lo=0.0, hi=0.0)
+    >>> paired_difference([1.0, 1.0], [0.0, 0.5], seed=1).estimate
+    0.75
+    """
+    _check_ci(ci)
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+        if a.index.has_duplicates or b.index.has_duplicates:
+            raise ValueError("a user id appears twice: pass one value per user")
+        if set(a.index) != set(b.index):
+            only = a.index.symmetric_difference(b.index)
+            raise ValueError(f"the two models were scored on different users ({len(only)} "
+                             f"differ, e.g. {only[:5].tolist()}): a paired comparison needs "
+                             "the same users")
+        b = b.reindex(a.index)
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"a and b hold {len(a)} and {len(b)} users: a paired comparison "
+                         "needs one value per user for both models, in the same order")
+    return bootstrap_interval(a - b, ci=ci, n_boot=n_boot, seed=seed)
+
+
+# ----------------------------------------------------------------------------- scoring
 def evaluate_recommendations(recs: pd.DataFrame, split: Split, k: int = 10, users=None,
                              by: str | pd.Series | None = None, min_rating: float | None = None,
-                             model: str = "model") -> pd.DataFrame:
+                             model: str = "model", ci: float | None = None, n_boot: int = 1000,
+                             seed: int | None = 0, return_per_user: bool = False):
     """Score a ready-made recommendation frame (from any source) with the standard protocol.
 
     The same code :func:`evaluate` uses after calling ``recommend``; handy for lists produced
     outside a :class:`~perso_kit.recommenders.base.Recommender` (say, re-ranked by an LLM).
+    ``ci``, ``n_boot``, ``seed`` and ``return_per_user`` work as in :func:`evaluate`.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    if ci is not None:
+        _check_ci(ci)
     users = _eval_users(split, users, min_rating)
     rec_idx = recommendation_matrix(recs, users, split, k)
     per_user = score_lists(rec_idx, users, split, min_rating)
+    metric_cols = list(per_user.columns[2:])
     segments = _segments(split, by, users)
     rows = []
     for seg_name, mask in segments:
         if not mask.any():
             continue
         row = {"model": model, "segment": seg_name, "users": int(mask.sum())}
-        row.update(per_user.loc[mask, per_user.columns[2:]].mean().to_dict())
+        values = per_user.loc[mask, metric_cols].to_numpy(dtype=float)
+        means = values.mean(axis=0)
+        if ci is None:
+            row.update(zip(metric_cols, means))
+        else:
+            boot = resampled_means(values, bootstrap_indices(len(values), n_boot, seed))
+            lo, hi = _quantiles(boot, ci)
+            for j, name in enumerate(metric_cols):
+                row.update({name: means[j], f"{name}_lo": lo[j], f"{name}_hi": hi[j]})
         row.update(_beyond_accuracy(rec_idx[mask], split))
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if return_per_user:
+        return table, per_user.assign(model=model)[["model", *per_user.columns]]
+    return table
 
 
 def _eval_users(split: Split, users, min_rating) -> np.ndarray:
@@ -168,7 +321,9 @@ def _segments(split: Split, by, users: np.ndarray):
 
 def evaluate(recommenders: Mapping[str, Recommender] | Recommender, split: Split, k: int = 10,
              users=None, by: str | pd.Series | None = None, min_rating: float | None = None,
-             fit: bool = True, items=None, progress: bool | None = None) -> pd.DataFrame:
+             fit: bool = True, items=None, progress: bool | None = None,
+             ci: float | None = None, n_boot: int = 1000, seed: int | None = 0,
+             return_per_user: bool = False):
     """Fit and score recommenders on one split with the protocol in the module docstring.
 
     Parameters
@@ -190,16 +345,31 @@ def evaluate(recommenders: Mapping[str, Recommender] | Recommender, split: Split
         Recommend only among these items (e.g. the new releases of a cold-start split).
     progress : bool, optional
         Show a progress bar over models (default: when there is more than one).
+    ci : float, optional
+        Confidence level (e.g. 0.95) of a bootstrap interval over users for every accuracy
+        metric: adds ``<metric>_lo`` and ``<metric>_hi`` after each of them (see the module
+        docstring). Default: no interval, and the table is exactly as without these options.
+    n_boot : int
+        Number of bootstrap resamples (with ``ci``).
+    seed : int, optional
+        Seed of the resamples; every model (and every segment of a given size) is resampled
+        with the same draws of users.
+    return_per_user : bool
+        Also return the per-user accuracy table (one row per model and user: ``model``,
+        ``user_id``, ``n_relevant`` and the metrics), the input of :func:`paired_difference`.
 
     Returns
     -------
     DataFrame, one row per (model, segment): ``users``, the accuracy metrics at ``k``
-    (precision, recall, ndcg, map, mrr, hit_rate), the beyond-accuracy metrics (coverage,
-    avg_popularity, long_tail_share, exposure_gini, novelty), and ``fit_s``/``recommend_s``
-    seconds.
+    (precision, recall, ndcg, map, mrr, hit_rate; with ``ci``, each followed by its ``_lo`` and
+    ``_hi`` bounds), the beyond-accuracy metrics (coverage, avg_popularity, long_tail_share,
+    exposure_gini, novelty), and ``fit_s``/``recommend_s`` seconds. With
+    ``return_per_user=True``, the pair ``(table, per_user)``.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    if ci is not None:
+        _check_ci(ci)
     if isinstance(recommenders, Recommender):
         recommenders = {recommenders.name: recommenders}
     eval_users = _eval_users(split, users, min_rating)
@@ -207,7 +377,7 @@ def evaluate(recommenders: Mapping[str, Recommender] | Recommender, split: Split
         raise ValueError("no user to evaluate: none of the requested users has a relevant "
                          "test interaction in this split")
     show = len(recommenders) > 1 if progress is None else progress
-    tables = []
+    tables, per_users = [], []
     for name, model in tqdm(recommenders.items(), desc="evaluate", disable=not show):
         t0 = time.perf_counter()
         if fit:
@@ -215,9 +385,14 @@ def evaluate(recommenders: Mapping[str, Recommender] | Recommender, split: Split
         t1 = time.perf_counter()
         recs = model.recommend(users=eval_users, k=k, items=items)
         t2 = time.perf_counter()
-        table = evaluate_recommendations(recs, split, k=k, users=eval_users, by=by,
-                                         min_rating=min_rating, model=name)
+        table, per_user = evaluate_recommendations(
+            recs, split, k=k, users=eval_users, by=by, min_rating=min_rating, model=name,
+            ci=ci, n_boot=n_boot, seed=seed, return_per_user=True)
         table["fit_s"] = t1 - t0
         table["recommend_s"] = t2 - t1
         tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+        per_users.append(per_user)
+    table = pd.concat(tables, ignore_index=True)
+    if return_per_user:
+        return table, pd.concat(per_users, ignore_index=True)
+    return table

@@ -17,8 +17,9 @@ NDCG@k             DCG / ideal DCG, with DCG = sum of 1 / log2(rank + 1) over th
                    ideal list holding min(relevant, k) hits (the "binary gain" variant used by
                    Microsoft Recommenders and most papers)
 MAP@k              mean over users of AP@k = (1 / min(relevant, k)) * sum over hit ranks r of
-                   Precision@r (so a perfect list scores 1; Microsoft Recommenders divides by the
-                   number of relevant items instead, which gives smaller values)
+                   Precision@r (so a perfect list scores 1; Microsoft Recommenders' ``map_at_k``
+                   divides the same way; their ``map`` divides by the number of relevant items,
+                   which gives smaller values)
 MRR@k              1 / rank of the first hit, 0 when the top k holds none
 HitRate@k          1 when the top k holds at least one relevant item
 =================  ==========================================================================

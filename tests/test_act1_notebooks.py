@@ -26,6 +26,15 @@ def test_nb01_measures_a_sparse_long_tailed_log(notebook_runs, demo):
     assert 0.1 < rec["items_under_10"] < 0.6
     assert rec["max_activity"] > 5 * rec["median_activity"]
     assert 1 <= rec["mean_rating"] <= 5
+    # the log-log curve is no straight line: nearly flat over the head, steeper past rank 100
+    # (the prose quotes -0.3 and -1)
+    assert rec["loglog_slope_head"] == pytest.approx(-0.27, abs=0.05)
+    assert rec["loglog_slope_tail"] == pytest.approx(-0.99, abs=0.1)
+    assert rec["loglog_slope_tail"] < 2.5 * rec["loglog_slope_head"]
+    # weekly volume: flat (about 4,900 a week, 1% spread), then about 250 a week after the cut-off
+    assert rec["weekly_before_cutoff"] == pytest.approx(4935, rel=0.02)
+    assert rec["weekly_spread_before"] < 0.03
+    assert rec["weekly_after_cutoff"] == pytest.approx(250, rel=0.1)
 
 
 def test_nb02_every_personalized_model_beats_popularity(notebook_runs):
@@ -33,6 +42,21 @@ def test_nb02_every_personalized_model_beats_popularity(notebook_runs):
     for model in ("itemknn", "ease", "als", "bpr"):
         assert rec[f"ndcg_{model}"] > rec["ndcg_popularity"] + 0.02, (model, rec)
     assert rec["best_model"] in ("EASE", "ALS")
+    # 95% bootstrap intervals over the 1,000 test users: about 0.03 wide, around each mean
+    assert rec["ndcg_als_lo"] < rec["ndcg_als"] < rec["ndcg_als_hi"]
+    assert rec["ndcg_ease_lo"] < rec["ndcg_ease"] < rec["ndcg_ease_hi"]
+    assert rec["ndcg_ci_width"] == pytest.approx(0.033, abs=0.006)
+    # the numbers the prose quotes: ALS 0.436, EASE 0.432, paired difference +0.004 whose
+    # interval (about -0.003 to +0.011) holds 0, so the prose calls them not distinguishable
+    assert rec["ndcg_als"] == pytest.approx(0.436, abs=0.01)
+    assert rec["ndcg_ease"] == pytest.approx(0.432, abs=0.01)
+    assert rec["diff_top_two"] == pytest.approx(0.004, abs=0.004)
+    assert rec["diff_top_two_lo"] < 0 < rec["diff_top_two_hi"]
+    assert rec["top_two_distinguishable"] is False
+    assert rec["diff_top_two_hi"] - rec["diff_top_two_lo"] == pytest.approx(0.014, abs=0.005)
+    # ... while the best model is distinguishably ahead of the three others
+    for model in ("bpr", "itemknn", "popularity"):
+        assert rec[f"diff_lo_vs_{model}"] > 0.02, (model, rec)
     assert rec["coverage_ease"] > 3 * rec["coverage_popularity"]
     # tuned on validation, the chosen settings stay close to the best single models
     assert rec["best_factors"] in (8, 32, 128) and rec["best_l2"] in (30, 300, 3000)

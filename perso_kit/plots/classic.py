@@ -106,7 +106,8 @@ def plot_ratings(data, ax=None, takeaway: str | None = None):
 
 
 def plot_activity_over_time(data, ax=None, takeaway: str | None = None):
-    """Interactions per week over each log's time span."""
+    """Interactions per week over each log's time span; the takeaway gives the first log's
+    span and its largest change from one week to the next."""
     ax = _axes(ax)
     sets = _datasets(data)
     for ds in sets:
@@ -115,27 +116,49 @@ def plot_activity_over_time(data, ax=None, takeaway: str | None = None):
         ax.plot(weekly.index.to_timestamp(), weekly.to_numpy(), lw=1.5, label=ds.name)
     ax.figure.autofmt_xdate()
     t0 = pd.to_datetime(sets[0].interactions["timestamp"], unit="s")
-    return finish(ax, "Interactions per week", "week", "interactions",
-                  takeaway or f"{sets[0].name}: the log runs from {t0.min().date()} to "
-                              f"{t0.max().date()}, unevenly.")
+    weekly = t0.dt.to_period("W").value_counts().sort_index()
+    weekly = weekly.reindex(pd.period_range(weekly.index[0], weekly.index[-1], freq="W"),
+                            fill_value=0)
+    text = f"{sets[0].name}: {t0.min().date()} to {t0.max().date()}"
+    if len(weekly) > 1:
+        step = int(np.argmax(np.abs(np.diff(weekly.to_numpy())))) + 1
+        text += (f"; biggest weekly change {weekly.iloc[step - 1]:,} -> {weekly.iloc[step]:,} "
+                 f"(week of {weekly.index[step].start_time.date()})")
+    return finish(ax, "Interactions per week", "week", "interactions", takeaway or text + ".")
 
 
 # ----------------------------------------------------------------------------- notebook 02
 def plot_metric_bars(table: pd.DataFrame, metric: str = "ndcg@10", ax=None,
                      takeaway: str | None = None):
     """One bar per model (rows of an :func:`~perso_kit.evaluate.evaluate` table, segment
-    "all"), in the course colours."""
+    "all"), in the course colours. When the table holds bootstrap intervals
+    (``evaluate(..., ci=0.95)``: columns ``<metric>_lo`` and ``<metric>_hi``), each bar gets
+    its interval as a whisker. Overlapping whiskers do not settle a comparison: two models
+    scored on the same users are compared by the interval of their paired difference
+    (:func:`~perso_kit.evaluate.paired_difference`), which the default takeaway cannot know;
+    pass ``takeaway=`` with its verdict."""
     ax = _axes(ax)
     t = table[table["segment"] == "all"] if "segment" in table else table
     names = t["model"].tolist()
     vals = t[metric].to_numpy()
-    ax.bar(names, vals, color=[color(n, "#444444") for n in names])
-    for x, v in enumerate(vals):
-        ax.text(x, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+    has_ci = f"{metric}_lo" in t and f"{metric}_hi" in t
+    err = None
+    if has_ci:
+        err = np.vstack([vals - t[f"{metric}_lo"].to_numpy(), t[f"{metric}_hi"].to_numpy() - vals])
+    ax.bar(names, vals, color=[color(n, "#444444") for n in names], yerr=err, capsize=4,
+           error_kw={"lw": 1, "ecolor": "#222222"})
+    tops = vals if err is None else vals + err[1]
+    for x, (v, top) in enumerate(zip(vals, tops)):
+        ax.text(x, top, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
     ax.tick_params(axis="x", rotation=20)
-    best = names[int(np.argmax(vals))]
-    return finish(ax, f"{metric} by model", "model", metric,
-                  takeaway or f"{best} ranks best on {metric} in this split.")
+    i = int(np.argmax(vals))
+    if has_ci:
+        default = (f"{names[i]} has the highest {metric} ({vals[i]:.3f}); whiskers: bootstrap "
+                   "intervals over users.")
+    else:
+        default = f"{names[i]} has the highest {metric} on this split (no interval shown)."
+    title = f"{metric} by model" + (", with bootstrap intervals" if has_ci else "")
+    return finish(ax, title, "model", metric, takeaway or default)
 
 
 def plot_accuracy_vs_popularity(table: pd.DataFrame, metric: str = "ndcg@10", ax=None,
