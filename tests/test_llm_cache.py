@@ -160,5 +160,7 @@ def test_remote_embeddings_are_cached_per_text(srv, tmp_path):
     n = len(srv.requests)
     w = llm.embed(["romance", "space ship"])
     assert len(srv.requests) == n and np.allclose(v[::-1], w)
-    with pytest.raises(Exception, match="PERSO_KIT_EMBED_MODEL"):
-        get_llm("compatible", base_url=srv.base_url, model="m", cache_path="off").embed(["x"])
+    # no embedding model: the offline vectorizer embeds instead, says so, and sends nothing
+    plain = get_llm("compatible", base_url=srv.base_url, model="m", cache_path="off")
+    assert plain.embed(["x y", "y z"], fit=True).shape[0] == 2 and len(srv.requests) == n
+    assert any("PERSO_KIT_EMBED_MODEL" in note for note in plain.notices)

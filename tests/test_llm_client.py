@@ -229,3 +229,13 @@ def test_every_request_carries_a_max_tokens(env, srv):
     llm.chat("hello")
     llm.chat("hello again", max_tokens=20)
     assert [r["body"]["max_tokens"] for r in srv.requests[-2:]] == [1024, 20]
+
+
+def test_a_chat_only_server_embeds_with_the_offline_vectorizer_and_says_so(env, srv):
+    llm = get_llm("compatible", base_url=srv.base_url, model="m", cache_path="off")
+    texts = ["a space western", "a western in space", "a romantic comedy in Paris"]
+    v = llm.embed(texts, fit=True)
+    assert v.shape[0] == 3 and srv.requests == []          # nothing was sent
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2])          # the vectors carry meaning
+    assert any("PERSO_KIT_EMBED_MODEL" in n for n in llm.notices)
+    assert "not an LLM" in llm.usage_table()["model"].iloc[0]

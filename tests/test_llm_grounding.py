@@ -88,3 +88,16 @@ def test_ground_titles_on_the_real_movielens_catalog():
     assert g["item_id"].tolist()[:7] == [2571, 260, 4973, 318, 47, 1221, 2389]
     assert g["hallucinated"].tolist() == [False] * 7 + [True, True]
     assert g.loc[7, "matched_title"] == "Jurassic Park (1993)"   # the near miss is shown
+
+
+def test_a_reply_with_no_title_grounds_to_a_typed_empty_table(demo):
+    import pandas as pd
+
+    from perso_kit.llm.grounding import ground_titles
+
+    empty = ground_titles([], demo.items)
+    assert len(empty) == 0 and empty["hallucinated"].dtype == bool
+    some = ground_titles([demo.items["title"].iloc[0]], demo.items)
+    both = pd.concat([empty, some], ignore_index=True)
+    assert both["hallucinated"].dtype == bool
+    assert both.loc[~both["hallucinated"], "text"].tolist() == [demo.items["title"].iloc[0]]

