@@ -113,6 +113,8 @@ def explanation_explorer(table, user_ids=None):
         problems += [f"not in history: {html.escape(str(t))}" for t in row["bad_citations"]]
         problems += [f"not true of the item: {html.escape(str(a))}"
                      for a in row["bad_attributes"]]
+        problems += [f"not shared: {html.escape(str(t))} is not {html.escape(str(a))}"
+                     for t, a in row.get("bad_relations", None) or []]
         style = "background:#fde0e0" if problems else "background:#e6f4e6"
         note = ("<br><small><b>failed:</b> " + "; ".join(problems) + "</small>"
                 if problems else "<br><small>checks passed</small>")

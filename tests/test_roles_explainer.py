@@ -13,7 +13,8 @@ from perso_kit.llm.reply import Usage
 from perso_kit.recommenders import ItemKNN
 from perso_kit.roles.explainer import (check_explanation, explain_recommendations,
                                        explanation_messages, faithfulness_summary,
-                                       item_attributes, knn_drivers, template_explanation)
+                                       item_attributes, knn_drivers, relational_truth,
+                                       template_explanation)
 from perso_kit.split import leave_last_n
 
 
@@ -47,10 +48,17 @@ def test_checks_catch_planted_false_citations(split, case):
     true_attr = items.loc[rec, "genres"][0]
     good = check_explanation([true_title], [true_attr], "", hist_ids, attrs, train.items, rec)
     assert good.faithful and good.cites_history and good.cited_ids == [hist["item_id"].iloc[-1]]
-    # a history title inside prose, after other words, is found and accepted
-    c = check_explanation([], [], f"It shares {true_attr} with {true_title}, which you watched.",
-                          hist_ids, attrs, train.items, rec)
-    assert c.faithful and c.cited_ids == [hist["item_id"].iloc[-1]]
+    # a history title inside prose, after other words, is found and accepted when it really
+    # has the genre the text says it shares; a history film without it fails the relation
+    has = hist[hist["genres"].map(lambda g: true_attr in g)]
+    lacks = hist[hist["genres"].map(lambda g: true_attr not in g)]
+    text = f"It shares {true_attr} with {has['title'].iloc[-1]}, which you watched."
+    c = check_explanation([], [], text, hist_ids, attrs, train.items, rec)
+    assert c.faithful and c.cited_ids == [has["item_id"].iloc[-1]]
+    text = f"It shares {true_attr} with {lacks['title'].iloc[-1]}, which you watched."
+    c = check_explanation([], [], text, hist_ids, attrs, train.items, rec)
+    assert c.history_ok and c.attributes_ok and not c.relation_ok and not c.faithful
+    assert c.bad_relations == [(lacks["title"].iloc[-1], true_attr)]
     # a real catalog title the user never watched
     wrong = items.loc[not_seen, "title"]
     c = check_explanation([true_title, wrong], [true_attr], "", hist_ids, attrs, train.items, rec)
@@ -69,6 +77,126 @@ def test_checks_catch_planted_false_citations(split, case):
     c = check_explanation([items.loc[rec, "title"]], ["slow-burn"], "", hist_ids,
                           item_attributes(items, rec, {rec: ["Slow-burn"]}), train.items, rec)
     assert c.faithful and c.cited_ids == []
+
+
+# ------------------------------------------------------------------ a six-film catalog
+# Arrival (id 6) is recommended to a viewer who watched Alien, Heat, Up and Drama Queen.
+TINY = pd.DataFrame({
+    "item_id": [1, 2, 3, 4, 5, 6],
+    "title": ["Alien (1979)", "Heat (1995)", "Saw (2004)", "Up (2009)", "Drama Queen (1990)",
+              "Arrival (2016)"],
+    "year": [1979, 1995, 2004, 2009, 1990, 2016],
+    "genres": [("Horror", "Sci-Fi"), ("Crime", "Thriller"), ("Horror", "Thriller"),
+               ("Animation", "Comedy"), ("Comedy",), ("Sci-Fi", "Drama")],
+    "mood": ["tense", "tense", "dark", "uplifting", "light-hearted", "thoughtful"],
+    "themes": [("space", "survival"), ("heist",), ("survival",), ("family",), (), ("space",)]})
+SEEN = {1, 2, 4, 5}
+ARRIVAL = {"sci-fi", "drama", "thoughtful", "space"}
+
+
+def tiny(cites, attrs, text="", **kw):
+    return check_explanation(cites, attrs, text, SEEN, ARRIVAL, TINY, 6, **kw)
+
+
+def test_each_failure_kind_on_a_hand_made_catalog():
+    # true on all three counts: Alien is in the history, Arrival is Sci-Fi, Alien is Sci-Fi
+    c = tiny([], ["Sci-Fi"], "Arrival (2016) shares Sci-Fi with Alien (1979), which you watched.")
+    assert c.faithful and c.cited_ids == [1] and c.claimed_shared == ["Sci-Fi"]
+    assert c.history_ok and c.attributes_ok and c.relation_ok and c.claims_shared
+    # history: Saw is in the catalog but not watched; Zorblax is in neither
+    c = tiny(["Saw (2004)", "Zorblax (1987)"], ["Sci-Fi"])
+    assert c.bad_citations == ["Saw (2004)", "Zorblax (1987)"]
+    assert (c.history_ok, c.attributes_ok, c.relation_ok, c.faithful) == (False, True, True, False)
+    # attribute: Arrival is not Horror
+    c = tiny(["Alien (1979)"], ["Horror"])
+    assert c.bad_attributes == ["Horror"]
+    assert (c.history_ok, c.attributes_ok, c.relation_ok, c.faithful) == (True, False, True, False)
+    # relation: both citations are watched and Sci-Fi is true of Arrival, but Heat is no Sci-Fi
+    c = tiny([], ["Sci-Fi"], "Arrival (2016) shares Sci-Fi with Alien (1979) and Heat (1995).")
+    assert c.cited_ids == [1, 2] and c.bad_relations == [("Heat (1995)", "Sci-Fi")]
+    assert (c.history_ok, c.attributes_ok, c.relation_ok, c.faithful) == (True, True, False, False)
+    # all three at once; the unwatched Saw is not checked for the relation (it is not a film
+    # of the history), Heat is
+    c = tiny(["Saw (2004)"], ["Horror"], "Arrival (2016) shares Sci-Fi with Heat (1995).")
+    assert c.bad_citations == ["Saw (2004)"] and c.bad_attributes == ["Horror"]
+    assert c.bad_relations == [("Heat (1995)", "Sci-Fi")] and not c.faithful
+
+
+def test_claims_of_sharing_are_read_sentence_by_sentence():
+    # the template's two forms: "and it is also G" claims Heat is G; "; it is G" does not
+    c = tiny(["Heat (1995)"], ["Sci-Fi"], "Because you watched Heat (1995), and it is also Sci-Fi.")
+    assert c.bad_relations == [("Heat (1995)", "Sci-Fi")] and c.claims_shared
+    c = tiny(["Alien (1979)"], ["Sci-Fi"], "Because you watched Alien (1979), and it is also Sci-Fi.")
+    assert c.relation_ok and c.faithful
+    c = tiny(["Heat (1995)"], ["Sci-Fi"], "Because you watched Heat (1995); it is Sci-Fi.")
+    assert c.relation_ok and not c.claims_shared and c.faithful
+    # a sentence that names films claims only for them; one naming none, for every citation
+    c = tiny([], ["space"], "You watched Alien (1979) and Heat (1995). Like Alien (1979), it is "
+                            "set in space.")
+    assert c.relation_ok and c.claimed_shared == ["space"]
+    c = tiny([], ["space"], "You watched Alien (1979) and Heat (1995). Like them, it is set in "
+                            "space.")
+    assert c.bad_relations == [("Heat (1995)", "space")]
+    # attributes named only in the text count, plurals too: Alien is no Thriller
+    c = tiny([], [], "Like Alien (1979) and Heat (1995), it is one of those tense thrillers.")
+    assert sorted(c.claimed_shared) == ["Thriller", "tense"]
+    assert c.bad_relations == [("Alien (1979)", "Thriller")]
+    # an unknown title next to a history film: both fail, each on its own check
+    c = tiny([], ["Sci-Fi"], "Arrival (2016) shares Sci-Fi with Zorblax (1987) and Heat (1995).")
+    assert not c.history_ok and c.bad_relations == [("Heat (1995)", "Sci-Fi")]
+    # "you'll like <the recommended film>" is no claim of sharing; "like <a history film>" is
+    c = tiny([], ["thoughtful"], "If you enjoyed Heat (1995), you'll like Arrival (2016), a "
+                                 "thoughtful Sci-Fi film.")
+    assert c.cited_ids == [2] and not c.claims_shared and c.faithful
+    c = tiny([], ["thoughtful"], "Arrival (2016) is thoughtful, like Heat (1995).")
+    assert c.bad_relations == [("Heat (1995)", "thoughtful")]
+    # a title holding an attribute word is no claim about it
+    c = tiny([], [], "Arrival (2016) has the same spirit as Drama Queen (1990).")
+    assert c.cited_ids == [5] and c.claimed_shared == [] and c.faithful
+    # a claim known to the caller; extra knowledge makes it true
+    c = tiny(["Alien (1979)"], ["Drama"], shared_attributes=["Drama"])
+    assert c.bad_relations == [("Alien (1979)", "Drama")]
+    c = tiny(["Alien (1979)"], ["Drama"], shared_attributes=["Drama"],
+             extra_attributes={1: ["drama"]})
+    assert c.relation_ok and c.faithful
+
+
+def test_relational_truth_counts_claims_with_a_wilson_interval():
+    table = pd.DataFrame({"source": ["LLM"] * 60 + ["template"] * 12,
+                          "claims_shared": [True] * 60 + [True] * 10 + [False] * 2,
+                          "relation_ok": [True] * 26 + [False] * 34 + [False] * 10 + [True] * 2})
+    t = relational_truth(table)
+    assert t.loc["LLM", ["n", "claims", "true"]].tolist() == [60, 60, 26]
+    # Wilson 95 %, by hand: p = 26/60, centre (p + z^2/120) / (1 + z^2/60) = 0.4373,
+    # half-width 1.96 / 1.0640 * sqrt(p(1-p)/60 + z^2/14400) = 0.1216
+    assert t.loc["LLM", "rate"] == pytest.approx(26 / 60)
+    assert t.loc["LLM", "low"] == pytest.approx(0.3157, abs=1e-3)
+    assert t.loc["LLM", "high"] == pytest.approx(0.5589, abs=1e-3)
+    # no claim holds out of 10 (the two explanations without a claim do not count):
+    # the interval is [0, z^2 / (n + z^2)]
+    assert t.loc["template", ["n", "claims", "true"]].tolist() == [12, 10, 0]
+    assert t.loc["template", "low"] == 0.0
+    assert t.loc["template", "high"] == pytest.approx(1.96 ** 2 / (10 + 1.96 ** 2))
+
+
+def test_faithfulness_figure_shows_the_relation_and_who_answered():
+    from perso_kit.plots.llm_roles import plot_faithfulness
+    summary = pd.DataFrame({"history_ok": [1.0, 1.0], "attributes_ok": [1.0, 1.0],
+                            "relation_ok": [1.0, 0.25], "faithful": [1.0, 0.25],
+                            "cites_top_driver": [0.1, 0.2]}, index=["template", "LLM"])
+    fig = plot_faithfulness(summary, who=get_llm("offline", cache_path="off"))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "history_ok", "attributes_ok", "relation_ok", "faithful", "cites_top_driver"]
+    assert "offline stand-in, not an LLM" in [t.get_text() for t in fig.texts]
+    # the LLM's bars (second source) carry its shares, the relation bar among them
+    llm_bars = ax.containers[1]
+    assert [b.get_height() for b in llm_bars] == [1.0, 1.0, 0.25, 0.25, 0.2]
+    unstamped = plot_faithfulness(summary)
+    assert not any("stand-in" in t.get_text() for t in unstamped.texts)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    plt.close(unstamped)
 
 
 def test_item_attributes_from_catalog(split):
@@ -147,6 +275,13 @@ def test_stand_in_explanations_are_checked(split, knn):
     assert llm_rows["call_ok"].all() and (llm_rows["tokens"] > 0).all()
     # the stand-in copies titles from the prompt's history block: they ground and are seen
     assert llm_rows["history_ok"].all()
+    # it says the item shares its named genres with both cited films: the relation holds
+    # exactly when both films have them in the catalog
+    items = split.train.items.set_index("item_id")
+    both_have = [all(a in items.loc[h, "genres"] for h in r.cited_ids for a in r.cited_attributes)
+                 for r in llm_rows.itertuples()]
+    assert llm_rows["claims_shared"].all()
+    assert llm_rows["relation_ok"].tolist() == both_have
     msg = explanation_messages(split.train, int(users[0]), int(recs.item_id.iloc[0]))
     assert "Recommended movie:" in msg[-1]["content"]
 

@@ -2,8 +2,9 @@
 
 Chen et al. (2023) count natural, personalized explanations among what LLMs bring to
 recommendation. An explanation is only useful when it is *faithful*: the history items it cites
-are really in the user's history, and the attributes it names are really true of the item. This
-module writes explanations two ways and checks both the same way:
+are really in the user's history, the attributes it names are really true of the item, and what
+it says the cited items have in common with the item is really shared. This module writes
+explanations two ways and checks both the same way:
 
 * :func:`template_explanation` -- the baseline: "Because you watched X, and it is also Sci-Fi."
   (X: the history item sharing most genres with the recommended item, the most recent on ties).
@@ -11,24 +12,34 @@ module writes explanations two ways and checks both the same way:
   it cites and the item attributes it names (schema :data:`EXPLANATION_SCHEMA`).
 
 :func:`check_explanation` grounds every cited title to the catalog
-(:func:`~perso_kit.llm.grounding.ground_titles`) and tests: each cited item is in the user's
-training history; each cited attribute is among the item's genres, mood and themes per the
-catalog (or an ``extra_attributes`` mapping, e.g. the knowledge-augmentation output). It also
-measures agreement with what drove the classic score: :func:`knn_drivers` gives each history
-item's contribution to the item-kNN score (its similarity to the recommended item).
+(:func:`~perso_kit.llm.grounding.ground_titles`) and tests three things, reported separately:
+each cited item is in the user's training history (``history_ok``); each cited attribute is
+among the item's genres, mood and themes per the catalog, or an ``extra_attributes`` mapping,
+e.g. the knowledge-augmentation output (``attributes_ok``); and when the text claims the cited
+items share an attribute with the item ("X shares Thriller with A and B"), each of them has it
+per the catalog (``relation_ok``). It also measures agreement with what drove the classic
+score: :func:`knn_drivers` gives each history item's contribution to the item-kNN score (its
+similarity to the recommended item).
 
->>> catalog = pd.DataFrame({"item_id": [1, 2], "title": ["Alien (1979)", "Heat (1995)"],
-...                         "year": [1979, 1995]})
+>>> catalog = pd.DataFrame({"item_id": [1, 2, 3],
+...                         "title": ["Alien (1979)", "Heat (1995)", "Saw (2004)"],
+...                         "year": [1979, 1995, 2004],
+...                         "genres": [("Horror", "Sci-Fi"), ("Crime",), ("Horror",)]})
 >>> check_explanation(["Alien (1979)"], ["horror"], "", {1}, {"horror", "sci-fi"},
 ...                   catalog).faithful
 True
 >>> c = check_explanation(["Heat (1995)"], ["Comedy"], "", {1}, {"horror"}, catalog)
 >>> c.bad_citations, c.bad_attributes
 (['Heat (1995)'], ['Comedy'])
+>>> c = check_explanation([], ["Horror"], "Saw (2004) shares Horror with Heat (1995).",
+...                       {1, 2}, {"horror"}, catalog, item_id=3)
+>>> c.history_ok, c.attributes_ok, c.relation_ok, c.bad_relations
+(True, True, False, [('Heat (1995)', 'Horror')])
 """
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Iterable
 
 import numpy as np
@@ -39,6 +50,9 @@ from ..data.dataset import Dataset
 from ..llm import heuristics as H
 from ..llm.grounding import TitleIndex, ground_titles
 from ..llm.offline import register_handler
+
+#: the longest answer an explanation may take (tokens): two sentences and their citations
+EXPLANATION_MAX_TOKENS = 200
 
 EXPLANATION_SCHEMA = {
     "title": "llm_explanation", "type": "object",
@@ -148,8 +162,21 @@ class Check(dict):
 
 def check_explanation(cited_history: Iterable[str], cited_attributes: Iterable[str],
                       text: str, history_ids: set, attributes: set[str],
-                      catalog: pd.DataFrame | TitleIndex, item_id=None) -> Check:
+                      catalog: pd.DataFrame | TitleIndex, item_id=None, *,
+                      shared_attributes: Iterable[str] | None = None,
+                      extra_attributes: dict | None = None) -> Check:
     """Check one explanation against the data.
+
+    Three questions, each reported on its own:
+
+    * ``history_ok``: every cited title is a film of the user's history;
+    * ``attributes_ok``: every named attribute is true of the recommended item;
+    * ``relation_ok``: when the text says the cited films *share* an attribute with the
+      recommended one ("X shares Thriller with A and B", "Because you watched A, and it is
+      also Drama", "Like A, it is tense"), each of those cited films really has it per the
+      catalog (its genres, mood and themes, plus ``extra_attributes``).
+
+    ``faithful`` requires all three.
 
     Parameters
     ----------
@@ -160,29 +187,47 @@ def check_explanation(cited_history: Iterable[str], cited_attributes: Iterable[s
     history_ids : item ids of the user's training history
     attributes : the recommended item's true attributes (lowercase), see
         :func:`item_attributes`
-    catalog : the items table (or a prebuilt :class:`TitleIndex`) to ground titles against
+    catalog : the items table (or a prebuilt :class:`TitleIndex`) to ground titles against;
+        its ``genres``, ``mood`` and ``themes`` columns are the truth the relation is checked on
     item_id : the recommended item (a mention of it in the text is not a citation)
+    shared_attributes : attributes the explanation claims every cited film shares, when the
+        caller knows the claim (they are added to the claims read from the text)
+    extra_attributes : ``{item_id: [attribute, ...]}`` also true of an item (e.g. the
+        knowledge-augmentation output), for the cited films as for ``attributes``
 
     Returns
     -------
-    Check with ``cited_ids``, ``bad_citations`` (titles not in the catalog or not in the
-    history), ``bad_attributes``, ``history_ok``, ``attributes_ok``, ``cites_history``
-    (at least one citation) and ``faithful`` (both checks pass).
+    Check with ``cited_ids``; ``bad_citations`` (titles not in the catalog or not in the
+    history), ``bad_attributes``, ``bad_relations`` (``(cited title, attribute)`` pairs
+    claimed shared that the cited film does not have); ``claimed_shared`` (attributes the
+    explanation says are shared); the three verdicts above, ``claims_shared`` (it claims a
+    shared attribute), ``cites_history`` (at least one citation) and ``faithful``.
+
+    Notes
+    -----
+    A claim of sharing is read from the text one sentence at a time: a sentence that holds a
+    word of sharing ("share", "also", "too", "as well", "in common", "same", "both",
+    "similar", "another", "just as", or "like" before a history film or "them/those/these",
+    but not "you'll like <the recommended film>") claims every attribute it names (a catalog
+    attribute or a cited one, whole words, a plural allowed) for the history films it names,
+    or, when it names none, for every cited film.
+    Titles are blanked first, so "Drama Queen (1990)" is no claim about Drama. A paraphrase
+    without such a word ("after Heat, this thriller") is not read as a claim, and negation is
+    not read either ("Heat is no Sci-Fi, but both are tense" claims Sci-Fi too): the reading
+    is a heuristic, tested on planted and clean explanations, not a parser.
     """
-    if isinstance(catalog, TitleIndex):
-        ids, names = catalog.ids, catalog.titles
-    else:
-        ids, names = catalog["item_id"].to_numpy(), catalog["title"].to_numpy()
-        catalog = TitleIndex(catalog)
+    index, vocabulary = _catalog(catalog)
+    ids, names = index.ids, index.titles
+    frame = catalog.items if isinstance(catalog, TitleIndex) else catalog
     # an exact title of a history item (or of the recommended item) wins (near-duplicate titles such as "Island" and
     # "Island, The" would otherwise ground to whichever comes first); else ground to the catalog
     seen = {str(n).strip().lower(): i for i, n in zip(ids, names)
             if i in history_ids or (item_id is not None and i == item_id)}
-    resolved = [_resolve(t, seen, catalog, exact=True)
+    resolved = [_resolve(t, seen, index, exact=True)
                 for t in cited_history if isinstance(t, str) and t.strip()]
-    resolved += [_resolve(t, seen, catalog, exact=False) for t in H.find_titles(text or "")]
+    in_text = [_resolve(t, seen, index, exact=False) for t in H.find_titles(text or "")]
     cited_ids, bad = [], []
-    for t, iid in resolved:
+    for t, iid in resolved + in_text:
         if iid is not None and item_id is not None and iid == item_id:
             continue
         if iid is None or iid not in history_ids:
@@ -192,9 +237,132 @@ def check_explanation(cited_history: Iterable[str], cited_attributes: Iterable[s
             cited_ids.append(iid)
     attrs = [a for a in cited_attributes if isinstance(a, str) and a.strip()]
     bad_attrs = [a for a in attrs if a.strip().lower() not in attributes]
+    # the relation: what the text says the cited films share, against the catalog
+    title_of = dict(zip(ids, names))
+    named = {}
+    for t, iid in resolved + in_text:
+        named.setdefault(t, "recommended" if iid is not None and iid == item_id
+                         else iid if iid in cited_ids else None)
+    if item_id in title_of:
+        named.setdefault(str(title_of[item_id]), "recommended")
+    terms = list({a.strip().lower(): a.strip() for a in
+                  [*sorted(attributes), *sorted(vocabulary), *attrs[::-1]]}.values())
+    claims = _shared_claims(text or "", named, cited_ids, terms)
+    claims += [(a, list(cited_ids)) for a in (shared_attributes or [])
+               if isinstance(a, str) and a.strip()]
+    truth = _attributes_of(frame, cited_ids, extra_attributes)
+    claimed, bad_rel = [], []
+    for a, who in claims:
+        if a.strip().lower() not in {c.lower() for c in claimed}:
+            claimed.append(a)
+        for iid in who:
+            pair = (str(title_of.get(iid, iid)), a)
+            if a.strip().lower() not in truth.get(iid, set()) and pair not in bad_rel:
+                bad_rel.append(pair)
     return Check(cited_ids=cited_ids, bad_citations=bad, bad_attributes=bad_attrs,
-                 history_ok=not bad, attributes_ok=not bad_attrs,
-                 cites_history=bool(cited_ids), faithful=not bad and not bad_attrs)
+                 bad_relations=bad_rel, claimed_shared=claimed,
+                 history_ok=not bad, attributes_ok=not bad_attrs, relation_ok=not bad_rel,
+                 claims_shared=bool(claimed), cites_history=bool(cited_ids),
+                 faithful=not bad and not bad_attrs and not bad_rel)
+
+
+# words by which a sentence says the films it names have something in common with the
+# recommended one ("shares Drama with X", "and it is also Drama", "Like X, it is ...")
+_CUE = re.compile(r"\b(?:shar(?:e|es|ed|ing)|also|too|as well|in common|same|both|similar|"
+                  r"similarly|another|just as)\b|\blike\s+(?:them|those|these)\b"
+                  r"|^\W*like\b", re.I)
+_LIKE = re.compile(r"\blike\s+\x00(\d+)\x00", re.I)   # "like <title>": a cue if a history film
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+_SLOT = re.compile(r"\x00(\d+)\x00")
+
+
+def _shared_claims(text: str, named: dict, cited_ids: list, terms: Iterable[str]
+                   ) -> list[tuple[str, list]]:
+    """``(attribute, [item ids])`` for each claim of sharing in ``text`` (see the notes of
+    :func:`check_explanation`). ``named`` maps each title written in the text to its history
+    item id, ``"recommended"`` or ``None`` (a title that is not a cited history film)."""
+    masked, slots = text, []
+    for t in sorted(named, key=len, reverse=True):
+        # an unknown title found in prose may carry the words before it ("shares Drama with
+        # Zorblax (1987)"): blank only its title-like tail
+        pattern = re.compile(re.escape(_title_tail(t) if named[t] is None else t), re.I)
+        if t.strip() and pattern.search(masked):
+            masked = pattern.sub(f"\x00{len(slots)}\x00", masked)
+            slots.append(named[t])
+    terms = sorted({str(a).strip() for a in terms if str(a).strip()}, key=len, reverse=True)
+    out: list[tuple[str, list]] = []
+    for sentence in _SENTENCE.split(masked):
+        if not (_CUE.search(sentence) or any(slots[int(k)] not in (None, "recommended")
+                                             for k in _LIKE.findall(sentence))):
+            continue
+        marks = [slots[int(k)] for k in _SLOT.findall(sentence)]
+        films = [m for m in marks if m is not None and m != "recommended"]
+        if any(m is None for m in marks) and not films:
+            continue                         # only titles that are not history films
+        who = list(dict.fromkeys(films)) or list(cited_ids)
+        rest = _SLOT.sub(" ", sentence)
+        for a in terms:
+            word = (re.escape(a[:-1]) + "(?:y|ies)" if a.lower().endswith("y")
+                    else re.escape(a) + "(?:e?s)?")
+            pattern = re.compile(r"(?<![\w-])" + word + r"(?![\w-])", re.I)
+            if pattern.search(rest):
+                rest = pattern.sub(" ", rest)
+                if who:
+                    out.append((a, who))
+    return out
+
+
+_SMALL_WORDS = {"of", "the", "a", "an", "and", "in", "on", "to", "for", "at", "de", "la", "le"}
+
+
+def _title_tail(title: str) -> str:
+    """The capitalized run of words before a title's year: "shares Drama with Zorblax Returns
+    (1987)" -> "Zorblax Returns (1987)" (small words such as "of" are kept inside the run)."""
+    m = _YEAR_END.match(title.strip())
+    if not m:
+        return title
+    words_ = m.group(1).split()
+    start = len(words_)
+    for k in range(len(words_) - 1, -1, -1):
+        w = words_[k]
+        if w[:1].isupper() or w[:1].isdigit() or (w.lower() in _SMALL_WORDS and k > 0):
+            start = k
+        else:
+            break
+    while start < len(words_) and words_[start].lower() in _SMALL_WORDS - {"the", "a", "an"}:
+        start += 1
+    return " ".join(words_[start:] + [m.group(2)])
+
+
+def _catalog(catalog: pd.DataFrame | TitleIndex) -> tuple[TitleIndex, set[str]]:
+    """The title index of ``catalog`` and every attribute value it holds (genres, mood,
+    themes, as written). Both are kept for the last catalog seen, as long as its titles are
+    unchanged: checking many explanations reads the same catalog."""
+    frame = catalog.items if isinstance(catalog, TitleIndex) else catalog
+    stamp = int(pd.util.hash_pandas_object(frame["title"], index=False).sum())
+    last = _LAST.get("catalog")
+    if last is not None and last() is catalog and _LAST["stamp"] == stamp:
+        return _LAST["index"], _LAST["vocabulary"]
+    index = catalog if isinstance(catalog, TitleIndex) else TitleIndex(catalog)
+    vocabulary: set[str] = set()
+    for col in ATTRIBUTE_COLUMNS:
+        if col in frame:
+            vals = frame[col].explode().dropna().astype(str).str.strip()
+            vocabulary.update(v for v in vals.unique() if v)
+    _LAST.update(catalog=weakref.ref(catalog), stamp=stamp, index=index, vocabulary=vocabulary)
+    return index, vocabulary
+
+
+_LAST: dict = {}
+
+
+def _attributes_of(frame: pd.DataFrame, item_ids: list, extra: dict | None) -> dict:
+    """``{item_id: lowercase attributes}`` of ``item_ids`` per the catalog (and ``extra``)."""
+    if not item_ids:
+        return {}
+    sub = frame[frame["item_id"].isin(item_ids)].drop_duplicates("item_id").set_index("item_id")
+    return {i: item_attributes(sub, i, extra) if i in sub.index else
+            {str(x).strip().lower() for x in (extra or {}).get(i, [])} for i in item_ids}
 
 
 _YEAR_END = re.compile(r"^(.*?)\s*(\((?:18|19|20)\d{2}\))\s*$")
@@ -244,7 +412,8 @@ def explain_recommendations(llm, train: Dataset, recs: pd.DataFrame, knn=None,
     items = train.items.set_index("item_id")
     index = TitleIndex(train.items)
     requests = [{"messages": explanation_messages(train, u, i, history_len),
-                 "json_schema": EXPLANATION_SCHEMA} for u, i in pairs]
+                 "json_schema": EXPLANATION_SCHEMA, "max_tokens": EXPLANATION_MAX_TOKENS}
+                for u, i in pairs]
     replies = llm.map(requests, concurrency=concurrency, desc="explanations",
                       progress=progress) if llm is not None else [None] * len(pairs)
     X = train.matrix().tocsr()
@@ -262,12 +431,14 @@ def explain_recommendations(llm, train: Dataset, recs: pd.DataFrame, knn=None,
                    "call_ok": ans is not None}
             ans = ans or {"explanation": "", "cited_history": [], "cited_attributes": []}
             chk = check_explanation(ans.get("cited_history", []), ans.get("cited_attributes", []),
-                                    ans.get("explanation", ""), hist_ids, attrs, index, i)
+                                    ans.get("explanation", ""), hist_ids, attrs, index, i,
+                                    extra_attributes=extra_attributes)
             row.update(explanation=ans.get("explanation", ""),
                        cited_history=list(ans.get("cited_history", [])),
                        cited_attributes=list(ans.get("cited_attributes", [])), **chk)
             if not row["call_ok"]:
-                row.update(history_ok=False, attributes_ok=False, faithful=False)
+                row.update(history_ok=False, attributes_ok=False, relation_ok=False,
+                           faithful=False)
             if drivers is not None:
                 top = drivers["item_id"].tolist()
                 row["drivers"] = drivers["title"].tolist()
@@ -282,14 +453,54 @@ def explain_recommendations(llm, train: Dataset, recs: pd.DataFrame, knn=None,
 
 def faithfulness_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Shares per ``source``: calls that answered, explanations whose citations are all in the
-    history, whose attributes are all true, that pass both (``faithful``), that cite some
-    history item, and agreement with the item-kNN drivers when measured."""
-    cols = ["call_ok", "history_ok", "attributes_ok", "faithful", "cites_history"]
+    history (``history_ok``), whose attributes are all true of the item (``attributes_ok``),
+    whose claims of a shared attribute hold for the cited films (``relation_ok``), that pass
+    all three (``faithful``), that claim a shared attribute at all (``claims_shared``), that
+    cite some history item, and agreement with the item-kNN drivers when measured."""
+    cols = ["call_ok", "history_ok", "attributes_ok", "relation_ok", "faithful",
+            "claims_shared", "cites_history"]
     cols += [c for c in ("cites_top_driver", "driver_precision") if c in table]
     out = table.groupby("source", sort=False)[cols].mean()
     out.insert(0, "n", table.groupby("source", sort=False).size())
     out["tokens_per_explanation"] = table.groupby("source", sort=False)["tokens"].mean()
     return out
+
+
+def relational_truth(table: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
+    """How often a claim of sharing is true, per ``source``.
+
+    Among the explanations that claim the cited films share an attribute with the
+    recommended item (``claims_shared``), the share whose claim holds for every cited film
+    (``relation_ok``), with a Wilson score interval (``z = 1.96``: 95 %).
+
+    Returns
+    -------
+    DataFrame indexed by source: ``n`` (explanations), ``claims`` (those claiming a shared
+    attribute), ``true`` (claims that hold), ``rate`` (``true / claims``), ``low``, ``high``.
+
+    >>> t = pd.DataFrame({"source": ["a"] * 4, "claims_shared": [True, True, True, False],
+    ...                   "relation_ok": [True, False, True, True]})
+    >>> relational_truth(t)[["claims", "true"]].values.tolist()
+    [[3, 2]]
+    """
+    rows = {}
+    for src, g in table.groupby("source", sort=False):
+        claims = g[g["claims_shared"].astype(bool)]
+        n, k = len(claims), int(claims["relation_ok"].astype(bool).sum())
+        low, high = _wilson(k, n, z)
+        rows[src] = {"n": len(g), "claims": n, "true": k,
+                     "rate": k / n if n else float("nan"), "low": low, "high": high}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` (``nan`` when ``n = 0``)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 # ------------------------------------------------------------------------------ stand-in
@@ -298,7 +509,10 @@ _REC = re.compile(r"^Recommended movie:\s*(.+?)\s+—\s+(.*)$", re.M)
 
 def _stand_in_explanation(req):
     """Offline stand-in (not an LLM): cite the two history lines sharing most words with the
-    recommended movie's line, and the genres of that movie those lines also list."""
+    recommended movie's line, and say the movie "shares" with both of them its genres that
+    *either* line mentions (or its first genre when neither does). The claim is not verified:
+    it is false whenever a cited film lacks that genre, and :func:`check_explanation` catches
+    it (``relation_ok``)."""
     prompt = req.ctx.prompt
     m = _REC.search(prompt)
     if not m:

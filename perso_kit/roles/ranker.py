@@ -21,8 +21,19 @@ Prompt variants (``variant=``): ``"zero-shot"`` (history, then candidates), ``"f
 (one call per candidate, asking for a 0-10 relevance score).
 
 Bias tools: :func:`place_at` and :func:`position_bias` (put a known-relevant candidate at every
-position in turn), :func:`aggregate_rankings` (Borda or mean rank over several permutations,
-the usual mitigation).
+position in turn; :func:`position_curve` and :func:`position_effect` read the result),
+:func:`popularity_probe`, :func:`popularity_effect` and :func:`popularity_summary` (is the
+re-ranked top-k more popular than a popularity-blind order of the same candidates?),
+:func:`hallucination_effect`, :func:`probe_verdicts` (the three verdicts in one row), and
+:func:`aggregate_rankings` (Borda or mean rank over several permutations, the usual
+mitigation). Every probe is calibrated on the planted models of :mod:`perso_kit.llm.planted`
+(``tests/test_planted_probes.py``): it fires on the planted failure and stays quiet on the
+clean control.
+
+Uncertainty: :func:`evaluate_reranking` with ``ci=0.95`` adds per-user bootstrap intervals of
+NDCG and hit rate, and of each re-ranker's paired NDCG gain over its retriever (from
+:mod:`perso_kit.evaluate`); :func:`mean_interval` (Student t over users) gives the probes'
+verdicts.
 
 The offline stand-in answers these prompts with a registered heuristic that reads only the
 prompt: it orders candidates by word overlap with the rest of the prompt, ties in prompt order.
@@ -30,6 +41,7 @@ It is not an LLM; its numbers show the mechanics, not what a language model does
 """
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -55,6 +67,20 @@ RELEVANCE_SCHEMA = {
     "additionalProperties": False,
     "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 10,
                              "description": "0 = not for this viewer, 10 = a perfect match"}}}
+
+#: the longest answer a pointwise score may take (tokens)
+POINTWISE_MAX_TOKENS = 30
+
+
+def ranking_max_tokens(n_candidates: int) -> int:
+    """The longest answer a listwise ranking of ``n_candidates`` ids may take: about 6 tokens
+    per id plus the JSON around them (every request of the kit is bounded).
+
+    >>> ranking_max_tokens(20)
+    160
+    """
+    return 40 + 6 * int(n_candidates)
+
 
 SYSTEM = ("You are a movie recommender. You rank only the candidates you are given, by how "
           "likely this viewer is to watch each one next. Answer in JSON.")
@@ -288,14 +314,17 @@ class LLMReranker(Recommender):
         return self
 
     def _requests(self, user_id, shown: list) -> list[dict]:
+        """The chat requests for one presentation, each bounded by a ``max_tokens`` fit for
+        its answer (see :func:`ranking_max_tokens`)."""
         if self.variant == "pointwise":
             return [{"messages": pointwise_messages(self.train_, user_id, c, self.history_len),
-                     "json_schema": RELEVANCE_SCHEMA} for c in shown]
+                     "json_schema": RELEVANCE_SCHEMA, "max_tokens": POINTWISE_MAX_TOKENS}
+                    for c in shown]
         ex = (few_shot_examples(self.train_, self.n_examples, seed=self.seed, exclude=[user_id])
               if self.variant == "few-shot" else "")
         return [{"messages": listwise_messages(self.train_, user_id, shown, self.variant,
                                                self.history_len, ex),
-                 "json_schema": RANKING_SCHEMA}]
+                 "json_schema": RANKING_SCHEMA, "max_tokens": ranking_max_tokens(len(shown))}]
 
     def _parse(self, replies: list, shown: list) -> ParsedRanking:
         if self.variant != "pointwise":
@@ -389,32 +418,100 @@ def summarize_log(log: pd.DataFrame) -> dict:
             "latency_s_per_user": float(log["latency_s"].sum() / n)}
 
 
-def evaluate_reranking(rerankers: dict, split, users, k: int = 10) -> pd.DataFrame:
+def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``values`` (one number per user) and its Student-t
+    interval, ``mean +- t(n-1) * sd / sqrt(n)``. NaN values are left out; fewer than two give
+    ``(mean, nan, nan)``.
+
+    The probes' verdicts use this rather than a percentile bootstrap
+    (:func:`perso_kit.evaluate.bootstrap_interval`): with a dozen users the bootstrap interval
+    is too narrow (simulating the planted control's popularity probe, a 95% bootstrap interval
+    excluded 0 in 8-11% of draws at 8-12 users; the t interval in 3.5-5.5%).
+
+    >>> [round(x, 3) for x in mean_interval([1.0, 2.0, 3.0])]  # 2 +- t(2) * 1 / sqrt(3)
+    [2.0, -0.484, 4.484]
+    >>> mean_interval([0.0, 0.0, 0.0])
+    (0.0, 0.0, 0.0)
+    """
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    est = float(v.mean())
+    if len(v) < 2:
+        return est, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return est, est - half, est + half
+
+
+def _check_k(k: int, n_candidates: int, what: str) -> None:
+    if k >= n_candidates:
+        warnings.warn(f"{what}: k={k} >= {n_candidates} candidates, so the top-k is the whole "
+                      "candidate list: no re-ranking can change its hit rate or popularity "
+                      "(only NDCG can move). Use k < n_candidates to compare them.",
+                      stacklevel=3)
+
+
+def evaluate_reranking(rerankers: dict, split, users, k: int = 10, ci: float | None = None,
+                       n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Compare LLM re-rankers with their retriever on the same users and candidates.
 
     Each re-ranker must be fitted. The retriever row ("<retriever> (candidates)") is the first
     re-ranker's candidate order cut at ``k``. Columns: ``ndcg@k``, ``hit_rate@k``,
     ``avg_popularity`` (mean training popularity of what is recommended) and, for re-rankers,
     the columns of :func:`summarize_log`.
+
+    With ``ci`` (a confidence level, e.g. ``0.95``), per-user bootstrap intervals from
+    :mod:`perso_kit.evaluate` (``n_boot`` resamples of the users, ``seed``): ``ndcg@k_lo``,
+    ``ndcg@k_hi``, ``hit_rate@k_lo``, ``hit_rate@k_hi`` around each row, and ``ndcg_gain``
+    with ``ndcg_gain_lo``/``ndcg_gain_hi``, the *paired* difference with the retriever row
+    (:func:`~perso_kit.evaluate.paired_difference`: same users, same candidates), which is
+    what says whether a re-ranker differs from its retriever.
+
+    Warns when ``k`` is not below a re-ranker's ``n_candidates``: the top-k is then the whole
+    candidate list, and its hit rate and popularity cannot differ from the retriever's.
     """
-    rows = []
+    from ..evaluate import paired_difference
+
+    opts = {"ci": ci, "n_boot": n_boot, "seed": seed, "return_per_user": True} if ci else {}
+
+    def score(recs, name):
+        out = evaluate_recommendations(recs, split, k, users=users, model=name, **opts)
+        table, per_user = out if ci else (out, None)
+        return table.iloc[0], per_user
+
+    rows, per_user = [], {}
     first = True
     for name, rr in rerankers.items():
+        _check_k(k, rr.n_candidates, f"evaluate_reranking({name!r})")
         recs = rr.recommend(users, k=k)
         if first:
             base = rr.candidates_[rr.candidates_["rank"] <= k]
-            row = evaluate_recommendations(base, split, k, users=users,
-                                           model=f"{rr.candidates.name} (candidates)").iloc[0]
+            base_name = f"{rr.candidates.name} (candidates)"
+            row, per_user[base_name] = score(base, base_name)
             rows.append({**row.to_dict(), "parse_failure_rate": 0.0, "hallucination_rate": 0.0,
                          "calls_per_user": 0.0, "tokens_per_user": 0.0,
                          "cost_usd_per_user": 0.0, "latency_s_per_user": 0.0})
             first = False
-        row = evaluate_recommendations(recs, split, k, users=users, model=name).iloc[0]
+        row, per_user[name] = score(recs, name)
         rows.append({**row.to_dict(), **summarize_log(rr.log_)})
-    cols = ["model", "users", f"ndcg@{k}", f"hit_rate@{k}", "avg_popularity",
-            "parse_failure_rate", "hallucination_rate", "calls_per_user", "tokens_per_user",
-            "cost_usd_per_user", "latency_s_per_user"]
-    return pd.DataFrame(rows)[cols].set_index("model")
+    ndcg, hit = f"ndcg@{k}", f"hit_rate@{k}"
+    cols = ["model", "users", ndcg, hit, "avg_popularity", "parse_failure_rate",
+            "hallucination_rate", "calls_per_user", "tokens_per_user", "cost_usd_per_user",
+            "latency_s_per_user"]
+    if ci:
+        cols[4:4] = [f"{ndcg}_lo", f"{ndcg}_hi", f"{hit}_lo", f"{hit}_hi"]
+    table = pd.DataFrame(rows)[cols].set_index("model")
+    if ci:
+        base_scores = next(iter(per_user.values())).set_index("user_id")[ndcg]
+        for name, scores in per_user.items():
+            d = paired_difference(scores.set_index("user_id")[ndcg], base_scores, ci, n_boot,
+                                  seed)
+            table.loc[name, ["ndcg_gain", "ndcg_gain_lo", "ndcg_gain_hi"]] = \
+                [d.estimate, d.lo, d.hi]
+    return table
 
 
 def position_bias(reranker: LLMReranker, targets: dict, lists: dict,
@@ -436,8 +533,9 @@ def position_bias(reranker: LLMReranker, targets: dict, lists: dict,
     -------
     DataFrame with ``user_id, item_id, position`` (1-based, where the item was shown),
     ``rank`` (1-based, where it was ranked), ``ok`` (False when the answer fell back: those
-    rows say nothing about the model and are left out by :func:`position_curve`), and the
-    probe's ``n_calls`` and ``tokens``.
+    rows say nothing about the model and are left out by :func:`position_curve`), the probe's
+    ``n_calls`` and ``tokens``, and ``n_returned``/``n_outside`` (ids the answer returned, and
+    how many of them were not candidates).
     """
     probes, keys = {}, []
     for u, target in targets.items():
@@ -451,19 +549,191 @@ def position_bias(reranker: LLMReranker, targets: dict, lists: dict,
     rows = [{"user_id": u, "item_id": t, "position": p + 1,
              "rank": ranked[(u, p)].index(t) + 1, "ok": log.at[(u, p), "status"] == "ok",
              "n_calls": int(log.at[(u, p), "n_calls"]),
-             "tokens": int(log.at[(u, p), "prompt_tokens"] + log.at[(u, p), "completion_tokens"])}
+             "tokens": int(log.at[(u, p), "prompt_tokens"] + log.at[(u, p), "completion_tokens"]),
+             "n_returned": int(log.at[(u, p), "n_returned"]),
+             "n_outside": int(log.at[(u, p), "n_outside"])}
             for u, t, p in keys]
     return pd.DataFrame(rows)
 
 
 def position_curve(probes: pd.DataFrame, k: int = 3) -> pd.DataFrame:
-    """Rate at which the probed item is ranked first and in the top ``k``, by the position it
-    was shown at (answers that fell back are left out; ``n`` counts the rest)."""
+    """By the position the probed item was shown at: the rate at which it was ranked first and
+    in the top ``k``, its mean rank, and two standard errors of that mean over the probed
+    users (answers that fell back are left out; ``n`` counts the rest):
+
+    * ``mean_rank_se``: the plain one, ``sd(rank) / sqrt(n)``;
+    * ``within_user_se``: the same after subtracting each user's own average rank over the
+      positions. Users differ a lot in how high they rank their item, wherever it is shown;
+      that spread is the same at every position and says nothing about position. This is the
+      uncertainty of the *differences between positions*, which is what the probe is about.
+
+    >>> probes = pd.DataFrame({"user_id": [1, 1, 2, 2], "position": [1, 2, 1, 2],
+    ...                        "rank": [1, 2, 5, 6], "ok": True})
+    >>> position_curve(probes)[["mean_rank", "mean_rank_se", "within_user_se"]].to_dict("list")
+    {'mean_rank': [3.0, 4.0], 'mean_rank_se': [2.0, 2.0], 'within_user_se': [0.0, 0.0]}
+    """
     ok = probes[probes["ok"]]
+    dev = ok["rank"] - ok.groupby("user_id")["rank"].transform("mean")
     g = ok.groupby("position")["rank"]
     return pd.DataFrame({"top1_rate": g.apply(lambda r: float((r == 1).mean())),
                          f"top{k}_rate": g.apply(lambda r: float((r <= k).mean())),
-                         "mean_rank": g.mean(), "n": g.size()})
+                         "mean_rank": g.mean(),
+                         "mean_rank_se": g.std(ddof=1) / np.sqrt(g.size()),
+                         "within_user_se": dev.groupby(ok["position"]).std(ddof=1)
+                         / np.sqrt(g.size()),
+                         "n": g.size()})
+
+
+def position_effect(probes: pd.DataFrame, level: float = 0.95) -> dict:
+    """How much the shown position moves the probed item's rank: the position probe's verdict.
+
+    For each user, the least-squares slope of the rank the item got against the position it was
+    shown at (answers that fell back left out): ``1`` means the item is ranked wherever it is
+    shown (the ranker follows the order), ``0`` that position changes nothing. The slopes are
+    averaged over users, with a t interval over users (:func:`mean_interval`).
+
+    Returns
+    -------
+    dict with ``slope``, ``low``, ``high``, ``n_users`` and ``fires`` (the interval excludes
+    0: the probe detects a position effect at this number of users).
+
+    >>> probes = pd.DataFrame({"user_id": [1, 1, 1, 2, 2, 2], "position": [1, 2, 3] * 2,
+    ...                        "rank": [1, 2, 3, 1, 2, 3], "ok": True})
+    >>> position_effect(probes)["slope"], position_effect(probes)["fires"]
+    (1.0, True)
+    """
+    ok = probes[probes["ok"]]
+    slopes = []
+    for _, g in ok.groupby("user_id"):
+        x = g["position"].to_numpy(float)
+        y = g["rank"].to_numpy(float)
+        if len(np.unique(x)) < 2:
+            continue
+        dx = x - x.mean()
+        slopes.append(float((dx * (y - y.mean())).sum() / (dx * dx).sum()))
+    est, low, high = mean_interval(slopes, level)
+    fires = bool(np.isfinite(low) and (low > 0 or high < 0))
+    return {"slope": est, "low": low, "high": high, "n_users": len(slopes), "fires": fires}
+
+
+def popularity_probe(reranker: LLMReranker, lists: dict, k: int, shuffle: bool = True,
+                     seed: int = 0, popularity: pd.Series | None = None) -> pd.DataFrame:
+    """Does the ranker put popular candidates in its top-``k``? One row per user.
+
+    Each user's candidates are shown (in a seeded shuffled order when ``shuffle``, so that a
+    ranker that merely follows the shown order cannot look popularity-biased just because the
+    retriever put popular items first) and ranked. Per user:
+
+    * ``pool``: mean popularity of all the candidates: what a popularity-blind order puts in
+      its top-``k`` on average (the zero line of the probe);
+    * ``retriever``: mean popularity of the retriever's top-``k`` (``lists`` as given);
+    * ``reranked``: mean popularity of the ranker's top-``k``;
+    * ``ok``: False when the answer fell back (left out by :func:`popularity_effect`);
+    * ``n_returned``, ``n_outside``: ids the answer returned, and how many were not candidates.
+
+    Popularity is the number of training interactions (``popularity``, default
+    ``reranker.train_.item_popularity()``).
+
+    Raises ``ValueError`` when some user has ``k`` candidates or fewer: the top-``k`` of ``k``
+    candidates is the whole list, so no ranker can change its popularity and the probe could
+    never fire.
+    """
+    short = {u: len(c) for u, c in lists.items() if len(c) <= k}
+    if short:
+        u, n = next(iter(short.items()))
+        raise ValueError(f"popularity_probe: k={k} but user {u} has {n} candidates: the top-k "
+                         "is the whole list and cannot move. Use k < the number of candidates "
+                         "(e.g. k = n_candidates // 2).")
+    pop = reranker.train_.item_popularity() if popularity is None else popularity
+    shown = {}
+    for u, cands in lists.items():
+        cands = list(cands)
+        if shuffle:
+            rng = np.random.default_rng(seed + zlib.crc32(str(u).encode()) % 100_000)
+            cands = [cands[i] for i in rng.permutation(len(cands))]
+        shown[(u, "popularity")] = cands
+    ranked, log = reranker.rank_lists(shown)
+    log = log.assign(user=log["user_id"].map(lambda key: key[0])).set_index("user")
+    rows = []
+    for u, cands in lists.items():
+        order = ranked[(u, "popularity")]
+        rows.append({"user_id": u, "pool": float(pop.reindex(cands).fillna(0).mean()),
+                     "retriever": float(pop.reindex(list(cands)[:k]).fillna(0).mean()),
+                     "reranked": float(pop.reindex(order[:k]).fillna(0).mean()),
+                     "ok": log.at[u, "status"] == "ok",
+                     "n_returned": int(log.at[u, "n_returned"]),
+                     "n_outside": int(log.at[u, "n_outside"])})
+    return pd.DataFrame(rows)
+
+
+def popularity_effect(table: pd.DataFrame, level: float = 0.95) -> dict:
+    """The popularity probe's verdict, from a :func:`popularity_probe` table.
+
+    ``lift`` is the mean over users of ``reranked - pool`` (interactions): how much more popular
+    the ranker's top-k is than a popularity-blind order of the same candidates, with a t
+    interval over users ``low``/``high`` (:func:`mean_interval`); ``fires`` when the interval
+    excludes 0. ``vs_retriever`` (with ``vs_retriever_low``/``_high``) is
+    ``reranked - retriever``: what changes for the user compared with the retriever's own
+    top-k. It is *not* a bias measure by itself: a retriever
+    that ranks popular items first makes any popularity-blind re-ranker look like it "promotes
+    less popular items".
+    """
+    ok = table[table["ok"]]
+    lift, low, high = mean_interval(ok["reranked"] - ok["pool"], level)
+    vs, vlow, vhigh = mean_interval(ok["reranked"] - ok["retriever"], level)
+    fires = bool(np.isfinite(low) and (low > 0 or high < 0))
+    return {"lift": lift, "low": low, "high": high, "vs_retriever": vs,
+            "vs_retriever_low": vlow, "vs_retriever_high": vhigh, "n_users": int(len(ok)),
+            "fires": fires}
+
+
+def popularity_summary(tables: dict, retriever: str = "retriever",
+                       level: float = 0.95) -> pd.DataFrame:
+    """A table of :func:`popularity_effect` verdicts, one row per ranker, from
+    ``{name: popularity_probe(...)}`` run on the same candidate lists; the first row is the
+    retriever's own order (its top-k minus the pool, from the first table), for reference.
+    Columns: ``lift``, ``low``, ``high``, ``fires``, ``vs_retriever``, ``n_users``."""
+    first = next(iter(tables.values()))
+    ok = first[first["ok"]]
+    lift, low, high = mean_interval(ok["retriever"] - ok["pool"], level)
+    rows = {f"{retriever} (its own order)": {
+        "lift": lift, "low": low, "high": high,
+        "fires": bool(np.isfinite(low) and (low > 0 or high < 0)), "vs_retriever": 0.0,
+        "n_users": int(len(ok))}}
+    for name, table in tables.items():
+        e = popularity_effect(table, level)
+        rows[name] = {k: e[k] for k in ("lift", "low", "high", "fires", "vs_retriever",
+                                        "n_users")}
+    return pd.DataFrame(rows).T.astype({"lift": float, "low": float, "high": float,
+                                        "fires": bool, "vs_retriever": float, "n_users": int})
+
+
+def hallucination_effect(*frames: pd.DataFrame) -> dict:
+    """The share of returned ids that were not candidates, over probe tables (from
+    :func:`position_bias` or :func:`popularity_probe`) or re-ranker logs: ``rate`` (0 when
+    nothing came back), ``n_returned``, ``n_outside``, and ``fires`` when any returned id was
+    not a candidate (an id outside the list is a plain error, not a matter of degree)."""
+    returned = int(sum(f["n_returned"].sum() for f in frames))
+    outside = int(sum(f["n_outside"].sum() for f in frames))
+    return {"rate": outside / returned if returned else 0.0, "n_returned": returned,
+            "n_outside": outside, "fires": outside > 0}
+
+
+def probe_verdicts(probes: pd.DataFrame, popularity: pd.DataFrame,
+                   level: float = 0.95) -> dict:
+    """The three probes' verdicts as one flat row: ``position_slope`` (with ``_low``,
+    ``_high``, ``position_fires``) from :func:`position_effect`, ``popularity_lift`` (with
+    ``_low``, ``_high``, ``popularity_fires``) from :func:`popularity_effect`, and
+    ``hallucination_rate``, ``hallucination_fires`` from :func:`hallucination_effect` over both
+    probes. One such row per model makes a calibration table."""
+    pe = position_effect(probes, level)
+    pf = popularity_effect(popularity, level)
+    he = hallucination_effect(probes, popularity)
+    return {"position_slope": pe["slope"], "position_low": pe["low"],
+            "position_high": pe["high"], "position_fires": pe["fires"],
+            "popularity_lift": pf["lift"], "popularity_low": pf["low"],
+            "popularity_high": pf["high"], "popularity_fires": pf["fires"],
+            "hallucination_rate": he["rate"], "hallucination_fires": he["fires"]}
 
 
 # ------------------------------------------------------------------------------ stand-in

@@ -1,0 +1,367 @@
+"""Planted-behaviour models: scripted fake LLMs with one *known* behaviour each.
+
+An instrument (the position-bias probe, the popularity comparison, the count of invented ids or
+titles) counts only when it catches a failure we *know* is there and stays quiet when it is
+not. These models plant exactly one behaviour each, so a probe can be calibrated before it is
+pointed at a real model:
+
+======================  =========================================================================
+kind                    what it does
+======================  =========================================================================
+``"follows-order"``     ranks the candidates in the order they were shown: pure position bias
+``"promotes-popular"``  ranks by a popularity table given at construction, most popular first
+``"invents-items"``     the control's order, but a share ``rate`` of the ids (or titles) it
+                        returns name items that do not exist
+``"control"``           a seeded random order of each candidate set: independent of the position
+                        shown, of popularity and of relevance; every id it returns is real
+======================  =========================================================================
+
+**They are not language models, and not the offline stand-in.** The stand-in answers from word
+overlap with the prompt, to teach the plumbing; a planted model answers from a script, to
+test an instrument. ``"promotes-popular"`` is a **planted oracle**: the ranking prompt holds
+titles and genres only, with no popularity signal, so this model is handed the popularity table
+(``split.train.item_popularity()``) when it is built. It shows that the popularity comparison
+*can* see a ranker that prefers popular items; it says nothing about whether an LLM does.
+
+How they answer: through the same :class:`~perso_kit.llm.LLM` client as every backend.
+:func:`planted_llm` returns ``get_llm("compatible", ...)`` whose ``openai`` SDK client has the
+planted model as its HTTP transport (an ``httpx.MockTransport``, like the stand-in's), so every
+request goes through the kit's real chain -- request building, the SDK, JSON validation,
+usage, the call log -- and only the answer is scripted. Nothing leaves the process.
+
+>>> from perso_kit.llm.planted import planted_llm
+>>> llm = planted_llm("follows-order")
+>>> llm.model
+'planted:follows-order (scripted, not an LLM)'
+>>> r = llm.chat("Candidates:\\n[7] Alien (1979) — Horror\\n[3] Heat (1995) — Crime\\n",
+...              json_schema={"title": "ranking", "type": "object",
+...                           "properties": {"ranking": {"type": "array",
+...                                                      "items": {"type": "integer"}}}})
+>>> r.data
+{'ranking': [7, 3]}
+
+What they understand (anything else gets HTTP 400, which the client reports as a failed call):
+
+* a JSON schema with a ``ranking`` array (the ranker's listwise prompt, see
+  :mod:`perso_kit.roles.ranker`): candidates are the prompt lines ``[id] Title — genres``;
+  the answer is ``{"ranking": [ids]}``;
+* a JSON schema with a ``score`` (the pointwise prompt, one candidate): ``{"score": 0-10}``
+  (``"follows-order"`` gives every candidate 5, so ties keep the order shown);
+* free text with candidate lines: a numbered list of titles, ``n`` of them when the prompt
+  says "N movies/titles/..." (else 5), in the model's order.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import threading
+from dataclasses import dataclass
+
+import httpx
+
+from .pricing import estimate_prompt_tokens, estimate_tokens
+
+KINDS = ("follows-order", "promotes-popular", "invents-items", "control")
+
+_CANDIDATE_LINE = re.compile(r"^\s*\[([^\]\s]+)\]\s*(.+?)\s*$", re.M)
+_GENRES = re.compile(r"\s+[—–]\s+.*$")
+_HOW_MANY = re.compile(r"\b(\d{1,2})\s+(?:\w+\s+)?(?:movies|films|titles|items|"
+                       r"recommendations|suggestions)\b", re.I)
+# syllables of invented titles: no English words, so no catalog title is near them
+_SYLLABLES = ("zor", "vex", "quil", "dra", "mon", "thu", "kae", "bri", "lum", "osk", "pra",
+              "yth", "gal", "nir", "fen", "ux")
+
+
+def _hash(*parts) -> int:
+    """A stable 64-bit integer of ``parts`` (the same in every process and on every run)."""
+    text = "\x1f".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate line of a prompt: its id (an int when it is digits), title, shown
+    position (0 = first)."""
+
+    id: int | str
+    title: str
+    position: int
+
+
+def parse_candidates(text: str) -> list[Candidate]:
+    """The ``[id] Title — genres`` lines of a prompt, in the order shown.
+
+    >>> parse_candidates("Candidates:\\n[12] Heat (1995) — Crime\\n[x7] Up (2009)")
+    [Candidate(id=12, title='Heat (1995)', position=0), Candidate(id='x7', title='Up (2009)', \
+position=1)]
+    """
+    out = []
+    for m in _CANDIDATE_LINE.finditer(text or ""):
+        raw = m.group(1)
+        out.append(Candidate(int(raw) if raw.isdigit() else raw,
+                             _GENRES.sub("", m.group(2)).strip(), len(out)))
+    return out
+
+
+def invented_title(*seed) -> str:
+    """A title-shaped name that exists in no catalog, e.g. ``"The Quilmon Zordra (1974)"``
+    (made of nonsense syllables, so title matching cannot mistake it for a real film)."""
+    h = _hash("title", *seed)
+    words = []
+    for w in range(2):
+        n = 2 + (h >> (3 * w)) % 2
+        words.append("".join(_SYLLABLES[(h >> (8 * w + 4 * j + 6)) % len(_SYLLABLES)]
+                             for j in range(n)).capitalize())
+    return f"The {' '.join(words)} ({1950 + h % 50})"
+
+
+class PlantedModel:
+    """Base class: a scripted model answering the kit's ranking, scoring and list prompts.
+
+    A subclass defines :meth:`key` (a sort key: smaller first) or :meth:`order` (the
+    candidates, best first), and may override :meth:`score` and :meth:`answer_ids` /
+    :meth:`answer_titles`. The model is also an
+    ``httpx`` transport handler (``model(request)``), which :meth:`llm` plugs into the kit's
+    client; :meth:`handle` answers one request body (``(status, json)``).
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`KINDS`; also the model name ``planted:<kind> (scripted, not an LLM)``.
+    requests : int
+        Requests answered so far.
+    """
+
+    kind = "base"
+    description = ""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.requests = 0
+        self._lock = threading.Lock()      # the client may send requests from several threads
+
+    @property
+    def model_name(self) -> str:
+        return f"planted:{self.kind} (scripted, not an LLM)"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description})"
+
+    # ----------------------------------------------------------------- the planted behaviour
+    def key(self, c: Candidate) -> float:
+        """Sort key of a candidate (smaller first); the subclass's behaviour."""
+        raise NotImplementedError
+
+    def order(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The candidates, best first (Python's sort is stable: equal keys keep shown order)."""
+        return sorted(candidates, key=self.key)
+
+    def score(self, c: Candidate) -> int:
+        """0-10 relevance of one candidate shown alone (pointwise prompts)."""
+        return int(_hash("score", self.seed, c.id) % 11)
+
+    def answer_ids(self, ranked: list[Candidate], request_id: int) -> list:
+        """The ids the answer returns, given the model's order."""
+        return [c.id for c in ranked]
+
+    def answer_titles(self, ranked: list[Candidate], n: int, request_id: int) -> list[str]:
+        """The titles a free-text answer lists."""
+        return [c.title for c in ranked[:n]]
+
+    # ----------------------------------------------------------------- the HTTP side
+    def handle(self, path: str, body: dict) -> tuple[int, dict]:
+        """``(status, json)`` for one request to ``path`` (OpenAI response format)."""
+        with self._lock:
+            self.requests += 1
+        if path.endswith("/models"):
+            return 200, {"object": "list", "data": [{"id": self.model_name, "object": "model",
+                                                     "created": 0, "owned_by": "perso-kit"}]}
+        if not path.endswith("/chat/completions"):
+            return 404, {"error": {"message": f"a planted model has no endpoint {path}"}}
+        msgs = body.get("messages") or []
+        prompt = "\n".join(m.get("content") or "" for m in msgs
+                           if m.get("role") == "user" and isinstance(m.get("content"), str))
+        cands = parse_candidates(prompt)
+        if not cands:
+            return 400, {"error": {"message": "a planted model answers only prompts with "
+                                              "candidate lines '[id] Title — genres'",
+                                   "type": "invalid_request_error"}}
+        rid = _hash("request", self.seed, json.dumps(body, sort_keys=True, default=str))
+        fmt = body.get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        props = schema.get("properties") or {}
+        if "ranking" in props:
+            text = json.dumps({"ranking": self.answer_ids(self.order(cands), rid)})
+        elif "score" in props:
+            text = json.dumps({"score": self.score(cands[0])})
+        elif fmt.get("type") in ("json_schema", "json_object"):
+            return 400, {"error": {"message": "a planted model answers only 'ranking' and "
+                                              "'score' schemas", "type": "invalid_request_error"}}
+        else:
+            m = _HOW_MANY.search(prompt)
+            n = max(1, min(int(m.group(1)) if m else 5, 20))
+            titles = self.answer_titles(self.order(cands), n, rid)
+            text = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(titles))
+        prompt_tokens = estimate_prompt_tokens(msgs, body.get("tools"), fmt or None)
+        completion_tokens = estimate_tokens(text)
+        return 200, {
+            "id": f"planted-{rid:016x}", "object": "chat.completion", "created": 0,
+            "model": self.model_name,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        try:
+            body = json.loads(request.content or b"{}")
+        except ValueError:
+            return httpx.Response(400, json={"error": {"message": "request body is not JSON"}})
+        status, payload = self.handle(request.url.path, body)
+        return httpx.Response(status, json=payload, headers={"x-perso-kit-planted": self.kind})
+
+    def llm(self, **kw):
+        """An :class:`~perso_kit.llm.LLM` answered by this model (see the module docstring).
+
+        ``kw`` are further :func:`~perso_kit.llm.get_llm` settings (by default no cache, no
+        retries: a planted model never fails by itself)."""
+        import openai
+
+        from . import get_llm
+
+        base_url = f"http://planted-{self.kind}.local/v1"   # a .local host: priced as free
+        sdk = openai.OpenAI(api_key="planted-no-key", base_url=base_url, max_retries=0,
+                            http_client=httpx.Client(transport=httpx.MockTransport(self)))
+        kw = {"cache_path": "off", "max_retries": 0, **kw}
+        return get_llm("compatible", model=self.model_name, base_url=base_url,
+                       api_key="planted-no-key", client=sdk, **kw)
+
+
+class FollowsOrder(PlantedModel):
+    """Ranks the candidates exactly in the order shown (the planted position bias)."""
+
+    kind = "follows-order"
+    description = "ranks candidates in the order shown"
+
+    def key(self, c: Candidate) -> float:
+        return c.position
+
+    def score(self, c: Candidate) -> int:
+        return 5                       # no opinion: the ranker's ties keep the shown order
+
+
+class PromotesPopular(PlantedModel):
+    """Ranks by ``popularity[item_id]``, most popular first; equal counts in a seeded order
+    (never by position). A **planted oracle** for calibration: the prompt carries no
+    popularity signal, so the table is given at construction (see the module docstring).
+
+    Parameters
+    ----------
+    popularity : mapping item_id -> count (e.g. ``split.train.item_popularity()``)
+    """
+
+    kind = "promotes-popular"
+    description = "ranks by a popularity table it was given (a planted oracle)"
+
+    def __init__(self, popularity, seed: int = 0):
+        super().__init__(seed)
+        self.popularity = {k: float(v) for k, v in dict(popularity).items()}
+        self._max = max(self.popularity.values(), default=1.0) or 1.0
+
+    def _pop(self, c: Candidate) -> float:
+        return self.popularity.get(c.id, self.popularity.get(str(c.id), 0.0))
+
+    def key(self, c: Candidate):
+        return (-self._pop(c), _hash("tie", self.seed, c.id))
+
+    def score(self, c: Candidate) -> int:
+        return int(round(10 * math.log1p(self._pop(c)) / math.log1p(self._max)))
+
+
+class Control(PlantedModel):
+    """A seeded random order of each candidate *set*: the same for every presentation of the
+    same candidates (so it cannot depend on the position shown), drawn afresh for another set
+    (so, over users, it is independent of popularity and of relevance; one global order of
+    all items would not be: the same popular items recur in many users' lists, and one draw
+    that happens to favour them would look like a popularity bias). Every id and title it
+    returns is a real candidate. The clean control of every probe."""
+
+    kind = "control"
+    description = "a seeded random order of each candidate set (the clean control)"
+
+    def order(self, candidates: list[Candidate]) -> list[Candidate]:
+        draw = _hash("set", self.seed, *sorted(str(c.id) for c in candidates))
+        return sorted(candidates, key=lambda c: _hash("order", draw, c.id))
+
+
+class InventsItems(Control):
+    """The control's order, but in every answer ``round(rate * n)`` of the ``n`` returned ids
+    (or listed titles) are replaced by items that do not exist: ids no catalog uses
+    (``9_000_000`` and up) and nonsense titles (:func:`invented_title`). Which places are
+    replaced is seeded by the request. With ``rate=0.3`` and 10 candidates, exactly 3 of the 10
+    returned ids are invented, so the share of returned ids outside the list is 0.3."""
+
+    kind = "invents-items"
+    description = "names items that do not exist"
+
+    def __init__(self, rate: float = 0.3, seed: int = 0):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be in [0, 1], got {rate}")
+        super().__init__(seed)
+        self.rate = rate
+        self.description = f"names items that do not exist ({rate:.0%} of what it returns)"
+
+    def _replaced(self, n: int, request_id: int) -> set[int]:
+        m = int(round(self.rate * n))
+        places = sorted(range(n), key=lambda i: _hash("place", request_id, i))
+        return set(places[:m])
+
+    def answer_ids(self, ranked: list[Candidate], request_id: int) -> list:
+        gone = self._replaced(len(ranked), request_id)
+        return [9_000_000 + (_hash("id", request_id, i) % 1_000_000) if i in gone else c.id
+                for i, c in enumerate(ranked)]
+
+    def answer_titles(self, ranked: list[Candidate], n: int, request_id: int) -> list[str]:
+        titles = [c.title for c in ranked[:n]]
+        gone = self._replaced(len(titles), request_id)
+        return [invented_title(request_id, i) if i in gone else t for i, t in enumerate(titles)]
+
+
+def planted_model(kind: str, popularity=None, rate: float = 0.3, seed: int = 0) -> PlantedModel:
+    """The planted model of ``kind`` (one of :data:`KINDS`); ``popularity`` is required for
+    ``"promotes-popular"``, ``rate`` is the invented share of ``"invents-items"``."""
+    if kind == "follows-order":
+        return FollowsOrder(seed)
+    if kind == "promotes-popular":
+        if popularity is None:
+            raise ValueError("'promotes-popular' is a planted oracle: pass popularity= (e.g. "
+                             "split.train.item_popularity()); the prompt has no popularity")
+        return PromotesPopular(popularity, seed)
+    if kind == "invents-items":
+        return InventsItems(rate, seed)
+    if kind == "control":
+        return Control(seed)
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def planted_llm(kind: str, popularity=None, rate: float = 0.3, seed: int = 0, **kw):
+    """An :class:`~perso_kit.llm.LLM` client answered by a planted model (see the module
+    docstring); ``kw`` go to :func:`~perso_kit.llm.get_llm`. The model object is
+    ``llm.planted``.
+
+    >>> llm = planted_llm("control")
+    >>> llm.model, type(llm.planted).__name__
+    ('planted:control (scripted, not an LLM)', 'Control')
+    """
+    model = planted_model(kind, popularity, rate, seed)
+    llm = model.llm(**kw)
+    llm.planted = model
+    return llm
+
+
+def planted_llms(popularity, rate: float = 0.3, seed: int = 0, **kw) -> dict:
+    """All four planted clients, ``{kind: LLM}``, for a calibration run."""
+    return {k: planted_llm(k, popularity=popularity, rate=rate, seed=seed, **kw)
+            for k in KINDS}
