@@ -31,8 +31,8 @@ long-tail share, Gini of exposure and novelty; see each function.
 
 >>> import numpy as np
 >>> hits = np.array([[True, False, True]])
->>> float(precision_at_k(hits, np.array([2])))
-0.6666666666666666
+>>> precision_at_k(hits, np.array([2])).round(4).tolist()
+[0.6667]
 """
 from __future__ import annotations
 

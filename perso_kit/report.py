@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 MIME = "application/vnd.perso-kit.record+json"
+_RECORDED: dict = {}  # what this kernel recorded, for tables that set it beside a recording
 
 
 def _plain(value):
@@ -35,14 +36,20 @@ def _plain(value):
 def record(**values) -> None:
     """Show and store key numbers of a notebook (names are keyword arguments).
 
-    >>> record(users=1000)        # in a notebook: shows "users = 1000"
+    >>> record(users=1000)        # in a notebook: shows "users = 1000"  # doctest: +SKIP
     """
     from IPython.display import display
 
     values = {k: _plain(v) for k, v in values.items()}
+    _RECORDED.update(values)
     text = "\n".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                      for k, v in values.items())
     display({MIME: values, "text/plain": text}, raw=True)
+
+
+def recorded() -> dict:
+    """Every value :func:`record` stored in this kernel so far (later values win)."""
+    return dict(_RECORDED)
 
 
 def read_records(path: str | Path) -> dict:

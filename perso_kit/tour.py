@@ -29,6 +29,7 @@ class NotebookRun:
     status: str  # "ok" or "failed"
     error: str = ""
     output: Path | None = None
+    cpu_seconds: float = float("nan")  # the kernel's and its children's (e.g. a local model)
 
 
 def notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -47,6 +48,7 @@ def run_notebook(path: Path, output_dir: Path, parameters: dict | None = None,
     output_dir.mkdir(parents=True, exist_ok=True)
     out = output_dir / path.name
     t0 = time.perf_counter()
+    cpu0 = _children_cpu()
     status, error = "ok", ""
     try:
         pm.execute_notebook(str(path), str(out), parameters=parameters or {},
@@ -60,9 +62,18 @@ def run_notebook(path: Path, output_dir: Path, parameters: dict | None = None,
         status = "failed"
         error = f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0
     if html and out.exists():
         _write_html(out)
-    return NotebookRun(path.name, seconds, status, error, out if out.exists() else None)
+    return NotebookRun(path.name, seconds, status, error, out if out.exists() else None, cpu)
+
+
+def _children_cpu() -> float:
+    """CPU seconds used so far by the finished child processes of this one (the kernels, and
+    what they started and waited for, such as a local model server)."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _write_html(executed: Path) -> Path:
@@ -81,7 +92,8 @@ def run_tour(output_dir: str | Path = REPO_DIR / "build" / "tour", parameters: d
     """Execute every notebook in order (or those whose name contains one of ``only``).
 
     ``parameters`` go to every notebook's parameters cell (a notebook ignores the ones it does
-    not define). Returns the summary: notebook, seconds, status, error.
+    not define). Returns the summary: notebook, wall seconds, CPU seconds of the kernel and
+    what it started, status, error.
     """
     paths = notebooks(Path(folder))
     if only:
@@ -95,4 +107,5 @@ def run_tour(output_dir: str | Path = REPO_DIR / "build" / "tour", parameters: d
         bar.set_postfix_str(p.name)
         runs.append(run_notebook(p, Path(output_dir), parameters, html=html))
     return pd.DataFrame([{"notebook": r.notebook, "seconds": round(r.seconds, 1),
-                          "status": r.status, "error": r.error} for r in runs])
+                          "cpu_seconds": round(r.cpu_seconds, 1), "status": r.status,
+                          "error": r.error} for r in runs])

@@ -31,8 +31,8 @@ def api_key_box(on_connect=None, backend: str = "openai", budget_usd: float | No
     Example
     -------
     >>> box = api_key_box()          # doctest: +SKIP
-    >>> box                          # shows the form; type the key, press Connect
-    >>> llm = box.llm                # the connected client (the key is not printed anywhere)
+    >>> box                          # shows the form; type the key, press Connect  # doctest: +SKIP
+    >>> llm = box.llm                # the connected client (the key is not printed anywhere)  # doctest: +SKIP
     """
     import ipywidgets as w
 
@@ -156,7 +156,7 @@ def chat_box(conversation):
     Example
     -------
     >>> box = chat_box(Conversation(get_llm(), dataset, k=5))   # doctest: +SKIP
-    >>> box                                                    # type, press Send
+    >>> box                                                    # type, press Send  # doctest: +SKIP
     """
     import ipywidgets as w
 

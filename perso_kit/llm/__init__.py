@@ -55,9 +55,15 @@ Record and replay: a teacher runs the notebooks once with a real backend and
 PERSO_KIT_LLM_REPLAY=class.sqlite`` and no key. A request missing from the file fails with
 ``error_kind="replay_miss"`` and says how to record it.
 
-Modules: :mod:`~perso_kit.llm.client` (the :class:`LLM`), :mod:`~perso_kit.llm.reply`,
-:mod:`~perso_kit.llm.backends` (settings, keys), :mod:`~perso_kit.llm.offline` and
-:mod:`~perso_kit.llm.heuristics` (the stand-in), :mod:`~perso_kit.llm.embeddings`,
+Modules: :mod:`~perso_kit.llm.client` (the :class:`LLM`: one call, step by step, each step
+in one of the modules below), :mod:`~perso_kit.llm.request` (the request and the body sent),
+:mod:`~perso_kit.llm.transport` (sending: retries, backoff, Retry-After, error kinds, the
+structured-output fallback), :mod:`~perso_kit.llm.parse` (an answer becomes a Reply),
+:mod:`~perso_kit.llm.ledger` (budget reservation, usage, sent log, session summary),
+:mod:`~perso_kit.llm.batch` (``map``), :mod:`~perso_kit.llm.banner` (who answers, in words),
+:mod:`~perso_kit.llm.reply`, :mod:`~perso_kit.llm.backends` (settings, keys),
+:mod:`~perso_kit.llm.offline` and :mod:`~perso_kit.llm.heuristics` (the stand-in),
+:mod:`~perso_kit.llm.embeddings` (``embed`` and the offline embedder),
 :mod:`~perso_kit.llm.cache`, :mod:`~perso_kit.llm.local` (the local model server),
 :mod:`~perso_kit.llm.pricing`, :mod:`~perso_kit.llm.structured`,
 :mod:`~perso_kit.llm.grounding`, :mod:`~perso_kit.llm.privacy`, :mod:`~perso_kit.llm.testing`
@@ -67,9 +73,12 @@ from __future__ import annotations
 
 from . import grounding, privacy, structured
 from .backends import BACKENDS, Secret, Settings, clear_api_keys, set_api_key
-from .client import LLM, Banner, BatchInterrupted, session_summary
+from .banner import Banner
+from .batch import BatchInterrupted
+from .client import LLM
 from .embeddings import OfflineEmbedder
 from .grounding import extract_titles, ground_text, ground_titles, grounding_rate
+from .ledger import session_summary
 from .local import LocalModelError, run_size
 from .offline import (StandInAnswer, StandInRequest, register_handler, registered_handlers,
                       unregister_handler)

@@ -1,7 +1,27 @@
-"""The offline embedder: TF-IDF followed by a truncated SVD (LSA), from scikit-learn.
+"""Embeddings: how :meth:`LLM.embed <perso_kit.llm.client.LLM.embed>` answers, and the offline
+embedder it falls back on.
 
-It is a **local text vectorizer, not an LLM embedding model**: texts that share words get
-similar vectors, texts that mean the same in other words do not.
+:func:`embed_texts` (behind ``LLM.embed``) takes one of three paths:
+
+=====================================  =========================================================
+when                                   the vectors come from
+=====================================  =========================================================
+the backend is the offline stand-in    the stand-in's :class:`OfflineEmbedder`, asked through
+                                       its in-process ``/embeddings`` endpoint
+                                       (:func:`embed_by_stand_in`)
+another backend, no embedding model    a local :class:`OfflineEmbedder`, with a notice saying so
+set (``PERSO_KIT_EMBED_MODEL``)        once (:func:`embed_locally`): a chat-only server still
+                                       gets vectors, labelled as not from an LLM
+another backend with an embedding      the server's embeddings endpoint (:func:`embed_remote`):
+model                                  vectors cached per text, budget booked per batch
+=====================================  =========================================================
+
+Each successful call adds one record to the client's :class:`~perso_kit.llm.ledger.Ledger`
+(a failed one raises :class:`~perso_kit.llm.reply.LLMError`).
+
+The offline embedder: TF-IDF followed by a truncated SVD (LSA), from scikit-learn. It is a
+**local text vectorizer, not an LLM embedding model**: texts that share words get similar
+vectors, texts that mean the same in other words do not.
 
 Design, so that vectors of different calls are comparable: the embedder has *one* vector space,
 fitted once on a corpus (:meth:`OfflineEmbedder.fit`) and then frozen; every later call is
@@ -20,12 +40,18 @@ on the texts it is given (with a warning when they are few). Refitting starts a 
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 
 import numpy as np
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
+
+from . import ledger
+from .cache import request_key
+from .pricing import estimate_tokens
+from .reply import LLMError
 
 
 class OfflineEmbedder:
@@ -93,3 +119,93 @@ class OfflineEmbedder:
     def __repr__(self) -> str:
         state = f"fitted, dim={self.dim_}, space={self.space_id}" if self.fitted else "not fitted"
         return f"OfflineEmbedder({state})"
+
+
+# ------------------------------------------------------------------------- LLM.embed's paths
+def embed_texts(llm, texts: str | list[str], fit: bool = False, batch_size: int = 256,
+                model: str | None = None) -> np.ndarray:
+    """Vectors of ``texts`` for the client ``llm`` (see :meth:`perso_kit.llm.client.LLM.embed`
+    and the table of the module docstring)."""
+    texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+    if llm.backend != "offline" and not (model or llm.settings.embed_model):
+        return embed_locally(llm, texts, fit)
+    if llm.backend == "offline":
+        return embed_by_stand_in(llm, texts, fit, batch_size)
+    return embed_remote(llm, texts, batch_size, model or llm.settings.embed_model)
+
+
+def embed_by_stand_in(llm, texts: list[str], fit: bool, batch_size: int) -> np.ndarray:
+    """The offline backend: the stand-in's embedder, through its ``/embeddings`` endpoint
+    (``fit=True`` refits its space on ``texts`` first)."""
+    embedder = llm.stand_in.embedder
+    if fit:
+        embedder.fit(texts)
+    elif not embedder.fitted:
+        embedder.transform(texts)  # fits (and warns if few)
+    out = []
+    for i in range(0, len(texts), batch_size):
+        payload, kind, error, _ = llm._send(
+            {"model": "offline-embedder", "input": texts[i:i + batch_size],
+             "encoding_format": "float"}, endpoint="embeddings")
+        if payload is None:
+            raise LLMError(f"offline embedding failed: {error}", kind or "error")
+        out += [d["embedding"] for d in sorted(payload["data"], key=lambda d: d["index"])]
+    llm.ledger.log_call(ledger.embedding_record(
+        "offline", embedder.label, True, sum(estimate_tokens(t) for t in texts)))
+    return np.asarray(out, dtype=np.float32).reshape(len(texts), embedder.dim_)
+
+
+def embed_locally(llm, texts: list[str], fit: bool) -> np.ndarray:
+    """No embedding model is set (a chat-only server): the offline TF-IDF+SVD vectorizer
+    embeds instead, and says so once; its vectors are labelled as not from an LLM."""
+    if getattr(llm, "_local_embedder", None) is None:
+        llm._local_embedder = OfflineEmbedder()
+        llm._notice("embed", "no embedding model is set (PERSO_KIT_EMBED_MODEL): texts are "
+                             f"embedded by the {OfflineEmbedder.label} instead")
+    emb = llm._local_embedder
+    if fit or not emb.fitted:
+        emb.fit(texts)
+    vectors = emb.transform(texts)
+    llm.ledger.log_call(ledger.embedding_record(
+        "offline", emb.label, True, sum(estimate_tokens(t) for t in texts)))
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def embed_remote(llm, texts: list[str], batch_size: int, model: str | None) -> np.ndarray:
+    """The server's embeddings endpoint: cached vectors first (replay may not miss), then the
+    rest in batches of ``batch_size``, each booked on the budget before it is sent."""
+    if not model:
+        raise LLMError("no embedding model: set PERSO_KIT_EMBED_MODEL (e.g. "
+                       "nomic-embed-text for Ollama, text-embedding-3-small for OpenAI)")
+    keys = [request_key({"embedding_model": model, "input": t}) for t in texts]
+    vectors: list[np.ndarray | None] = [None] * len(texts)
+    if llm.cache is not None:
+        for i, k in enumerate(keys):
+            vectors[i] = llm.cache.get_embedding(k)
+    todo = [i for i, v in enumerate(vectors) if v is None]
+    if todo and llm.backend == "replay":
+        raise LLMError(f"{len(todo)} texts are not in the recorded file; record them with a "
+                       "real backend and PERSO_KIT_LLM_CACHE=<the file>", "replay_miss")
+    price = llm._price(model)
+    tokens = cost = 0
+    for start in range(0, len(todo), batch_size):
+        idx = todo[start:start + batch_size]
+        batch = [texts[i] for i in idx]
+        body = {"model": model, "input": batch, "encoding_format": "float"}
+        reserved = ledger.reserve_embedding(llm.budget, batch, price, model)
+        llm._record_sent(body)
+        payload, kind, error, _ = llm._send(body, endpoint="embeddings")
+        if payload is None:
+            llm.budget.settle(reserved, 0.0)
+            raise LLMError(f"embedding failed: {error}", kind or "error")
+        used = int((payload.get("usage") or {}).get("prompt_tokens") or 0)
+        c = price.cost(used, 0) if price else math.nan
+        llm.budget.settle(reserved, c)
+        tokens, cost = tokens + used, cost + c
+        for i, d in zip(idx, sorted(payload["data"], key=lambda d: d["index"])):
+            vectors[i] = np.asarray(d["embedding"], dtype=np.float32)
+            if llm.cache is not None:
+                llm.cache.put_embedding(keys[i], vectors[i], model)
+    llm.ledger.log_call(ledger.embedding_record(llm.backend, model, False, tokens, cost,
+                                                cached=not todo))
+    return np.vstack(vectors) if vectors else np.zeros((0, 0), np.float32)

@@ -3,7 +3,7 @@
 >>> import matplotlib.pyplot as plt
 >>> fig, ax = plt.subplots()
 >>> _ = ax.plot([1, 2, 3], [3, 2, 1])
->>> finish(ax, "Fewer clicks over time", "week", "clicks", takeaway="Interest fades.")
+>>> fig = finish(ax, "Fewer clicks over time", "week", "clicks", takeaway="Interest fades.")
 """
 from __future__ import annotations
 
