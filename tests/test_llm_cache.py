@@ -164,3 +164,21 @@ def test_remote_embeddings_are_cached_per_text(srv, tmp_path):
     plain = get_llm("compatible", base_url=srv.base_url, model="m", cache_path="off")
     assert plain.embed(["x y", "y z"], fit=True).shape[0] == 2 and len(srv.requests) == n
     assert any("PERSO_KIT_EMBED_MODEL" in note for note in plain.notices)
+
+
+def test_an_invalid_answer_is_recorded_and_replayed_as_invalid(srv, tmp_path):
+    schema = {"title": "ids", "type": "object", "required": ["ids"],
+              "properties": {"ids": {"type": "array", "items": {"type": "integer"}}}}
+    path = str(tmp_path / "class.sqlite")
+    live = get_llm("compatible", base_url=srv.base_url, model="m", cache_path=path,
+                   repair_attempts=0)
+    srv.plan("*", ["bad_json"])
+    first = live.chat("Rank: [4] Heat (1995)", json_schema=schema)
+    assert first.error_kind == "invalid_json"              # what the model said, kept
+    srv.plan("*", ["500"] * 5)                               # a failure of the wire is not kept
+    live.settings.max_retries = 0
+    assert live.chat("Rank: [2] Fargo (1996)", json_schema=schema).error_kind == "server"
+    replay = get_llm("replay", replay_path=path)
+    again = replay.chat("Rank: [4] Heat (1995)", json_schema=schema)
+    assert again.cached and again.error_kind == "invalid_json" and again.text == first.text
+    assert replay.chat("Rank: [2] Fargo (1996)", json_schema=schema).error_kind == "replay_miss"

@@ -217,3 +217,16 @@ def test_offline_embeddings_share_one_space(llm):
     assert int(np.argmax(sims)) == 0
     again = get_llm("offline", cache_path="off").embed(corpus, fit=True)
     assert np.allclose(base, again, atol=1e-5)   # deterministic fit
+
+
+def test_stand_in_scores_do_not_depend_on_the_hash_seed():
+    import subprocess
+    import sys
+
+    code = ("from perso_kit.llm.heuristics import overlap_scores;"
+            "print(repr(overlap_scores(['heist comedy crime night caper', 'a comedy of crime'],"
+            " 'comedy crime heist caper night city crime comedy')))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**__import__('os').environ, "PYTHONHASHSEED": str(s)},
+                           check=True).stdout for s in (0, 1, 2, 3)}
+    assert len(outs) == 1

@@ -241,8 +241,10 @@ class LLM:
             return self._finish(self._replay_miss(key), t0)
         # 4-7. budget -> exchange -> parse -> cost, with JSON repair turns
         reply, payload = self._converse(req, key, tools, json_schema)
-        # 8. cache write
-        if reply.ok and use_cache and payload is not None:
+        # 8. cache write: every answer the model gave, valid or not (a replay must reproduce
+        #    an invalid answer too); never a failure of the wire (timeouts, errors)
+        if use_cache and payload is not None and reply.error_kind in (None, "invalid_json",
+                                                                      "empty"):
             stored = dict(payload)
             stored["usage"] = {"prompt_tokens": reply.usage.prompt_tokens,
                                "completion_tokens": reply.usage.completion_tokens}

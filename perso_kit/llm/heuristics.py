@@ -151,7 +151,7 @@ def overlap_scores(texts: list[str], context: str, prompt_words: bool = True) ->
     counts: dict[str, int] = {}
     for w in words(context, prompt_words):
         counts[w] = counts.get(w, 0) + 1
-    return np.array([sum(np.log1p(counts.get(w, 0)) for w in set(words(t, prompt_words)))
+    return np.array([sum(np.log1p(counts.get(w, 0)) for w in sorted(set(words(t, prompt_words))))
                      for t in texts])
 
 

@@ -27,6 +27,8 @@ Three things are kept here, so "where is X counted" has one answer:
 """
 from __future__ import annotations
 
+import os
+
 import json
 import math
 import threading
@@ -245,6 +247,21 @@ class Ledger:
 
 
 # --------------------------------------------------------------------------------- the session
+def _local_server_cpu() -> dict:
+    """CPU seconds the local model servers of this process used so far (Linux), if any ran:
+    the tour's CPU count misses them, since the kernel does not wait for its servers."""
+    from . import local
+    total = 0.0
+    for server in list(local._SERVERS.values()):
+        try:
+            with open(f"/proc/{server.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return {"llm_local_server_cpu_s": round(total, 1)} if local._SERVERS else {}
+
+
 def session_summary() -> dict:
     """What every LLM client of this process (the kernel) did, in a few numbers: calls, failed
     calls, replay misses, invalid JSON answers, answers cut at max_tokens, retries, and who
@@ -259,7 +276,7 @@ def session_summary() -> dict:
     """
     log_ = pd.DataFrame(list(_SESSION_LOG))
     if log_.empty:
-        return {"llm_calls": 0, "llm_failed": 0, "llm_replay_misses": 0,
+        return {"llm_calls": 0, "llm_failed": 0, "llm_refused": 0, "llm_replay_misses": 0,
                 "llm_invalid_json": 0, "llm_truncated": 0, "llm_retries": 0, "llm_models": [],
                 "llm_by_model": {}}
     log_["truncated"] = log_.get("truncated", pd.Series(False, index=log_.index)) \
@@ -268,13 +285,16 @@ def session_summary() -> dict:
 
     def counts(part: pd.DataFrame) -> dict:
         kinds = part["error_kind"]
-        return {"calls": int(len(part)), "failed": int((~part["ok"].astype(bool)).sum()),
+        refused = kinds.isin(["budget", "privacy"])  # stopped before sending, by design
+        return {"calls": int(len(part)),
+                "failed": int((~part["ok"].astype(bool) & ~refused).sum()),
+                "refused": int(refused.sum()),
                 "replay_misses": int(kinds.eq("replay_miss").sum()),
                 "invalid_json": int(kinds.eq("invalid_json").sum()),
                 "truncated": int(part["truncated"].sum()),
                 "retries": int((part["attempts"].fillna(0) - 1).clip(lower=0).sum())}
 
     total = counts(log_)
-    return {**{f"llm_{k}": v for k, v in total.items()},
+    return {**{f"llm_{k}": v for k, v in total.items()}, **_local_server_cpu(),
             "llm_models": sorted(set(log_["served_model"])),
             "llm_by_model": {m: counts(g) for m, g in log_.groupby("served_model", sort=True)}}

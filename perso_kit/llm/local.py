@@ -362,7 +362,7 @@ def start_server(model: str | None = None, *, detached: bool = False,
     if not server_available():
         raise LocalModelError("the local backend needs llama-cpp-python's server: pip install -r "
                               "requirements-local.txt (the first install compiles llama.cpp, "
-                              "about 5 minutes on 2 cores)")
+                              "several minutes on 2 cores, once)")
     if timeout_s is None:
         timeout_s = float(os.environ.get("PERSO_KIT_LOCAL_START_TIMEOUT")
                           or DEFAULT_START_TIMEOUT_S)
@@ -440,7 +440,7 @@ def describe() -> str:
 
 def run_size(llm, small: bool = False) -> str:
     """The size a notebook should run at: ``"local"`` when a model runs on this CPU (the local
-    backend, or a replay of a recording made with one), so that each Act-3 notebook finishes in
+    backend, or a replay of a recording made at the local size: its ``meta`` table says), so that each Act-3 notebook finishes in
     minutes, with ``small`` or without (the ``local`` size is the small size for a CPU model);
     else ``"small"`` (the tests' setting) when ``small``; else ``"default"``.
 
@@ -448,8 +448,21 @@ def run_size(llm, small: bool = False) -> str:
     >>> run_size(get_llm("offline", cache_path="off")), run_size(None, small=True)
     ('default', 'small')
     """
-    aliases = {p.alias for p in PRESETS.values()}
-    if llm is not None and (llm.backend == "local"
-                            or (llm.backend == "replay" and llm.model in aliases)):
+    if llm is not None and (llm.backend == "local" or (
+            llm.backend == "replay" and _recorded_size(llm.settings.replay_path) == "local")):
         return "local"
     return "small" if small else "default"
+
+
+def _recorded_size(path) -> str | None:
+    """The size a recording was made at (its ``meta`` table, see :mod:`perso_kit.recording`)."""
+    import sqlite3
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'size'").fetchone()
+        finally:
+            con.close()
+        return json.loads(row[0]) if row else None
+    except (sqlite3.Error, ValueError, TypeError):
+        return None
