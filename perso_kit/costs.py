@@ -11,7 +11,11 @@ token per 4 characters, plus 4 per message) -- and priced with the dated price t
 * :func:`cost_at_scale` prices those tokens for ``n_users`` users with each model of the table
   (linear in users: cost = users x (tokens in x input price + tokens out x output price) / 1e6);
 * :func:`cache_savings` says what the cache hits of a log would have cost at a model's price;
-* :func:`frontier_table` and :func:`pareto_front` put quality beside cost and latency per method.
+* :func:`frontier_table` and :func:`pareto_front` put quality beside cost and latency per method;
+* :func:`score_methods`, :func:`interval_view` and :func:`paired_differences` measure that
+  quality with its uncertainty: ready-made lists of every method scored on the same users, with
+  bootstrap intervals over users (:mod:`perso_kit.evaluate`), per segment of users, and each
+  method's paired difference with a reference method.
 
 Answer tokens of the stand-in are the length of *its* answers, and its latency is an in-process
 function call: both say little about a real model. Prompt tokens are what the prompts weigh.
@@ -200,15 +204,30 @@ def cache_savings(log: pd.DataFrame, model: str = "gpt-4o-mini", prices=None) ->
 
 def frontier_table(quality: Mapping[str, float], usage: Mapping[str, Mapping],
                    model: str = "gpt-4o-mini", prices=None, n_users: int = 1_000_000,
-                   quality_name: str = "quality") -> pd.DataFrame:
+                   quality_name: str = "quality", intervals=None) -> pd.DataFrame:
     """Quality beside cost and latency, one row per method.
 
-    ``quality`` maps method -> a quality number (e.g. nDCG@10); ``usage`` maps method ->
-    :func:`usage_per_user` output (a method missing from ``usage`` makes no LLM calls: zero
-    tokens, zero latency here). Costs are priced at ``model``'s table price. Columns:
+    ``quality`` maps method -> a quality number (e.g. nDCG@10; a dict, or a Series indexed by
+    method); ``usage`` maps method -> :func:`usage_per_user` output (a method missing from
+    ``usage`` makes no LLM calls: zero tokens, zero latency here). Costs are priced at
+    ``model``'s table price. Columns:
     ``quality_name, calls_per_user, tokens_per_user, cost_per_million_users_usd,
     latency_s_per_user, on_front`` (:func:`pareto_front` on quality vs cost).
+
+    ``intervals`` (optional) gives each method's confidence interval of its quality: a mapping
+    method -> ``(lo, hi)``, or a DataFrame indexed by method whose two columns are ``lo`` and
+    ``hi`` (e.g. the ``ndcg@10_lo``/``ndcg@10_hi`` columns of ``evaluate(..., ci=0.95)``). They
+    become the columns ``<quality_name>_lo`` and ``<quality_name>_hi`` after the quality. The
+    front itself is computed on the point estimates: where intervals overlap, the order of two
+    methods on it is not established (compare them with :func:`paired_differences`).
+
+    >>> t = frontier_table({"a": 0.30, "b": 0.25}, {}, quality_name="ndcg",
+    ...                    intervals={"a": (0.2, 0.4), "b": (0.2, 0.3)})
+    >>> t[["ndcg", "ndcg_lo", "ndcg_hi"]].loc["b"].tolist()
+    [0.25, 0.2, 0.3]
     """
+    quality = dict(quality.items())      # a dict or a Series (e.g. a column of evaluate's table)
+    bounds = _intervals(intervals, quality)
     zero = dict.fromkeys(USAGE_FIELDS, 0.0)
     full = {m: {**zero, **usage.get(m, {})} for m in quality}
     costs = cost_at_scale(full, n_users=n_users, models=[model], prices=prices)
@@ -224,7 +243,31 @@ def frontier_table(quality: Mapping[str, float], usage: Mapping[str, Mapping],
                      cost_col: costs.at[m, "cost_usd"],
                      "latency_s_per_user": u["latency_s_per_user"]})
     out = pd.DataFrame(rows).set_index("method")
+    if bounds is not None:
+        out.insert(1, f"{quality_name}_lo", [bounds[m][0] for m in out.index])
+        out.insert(2, f"{quality_name}_hi", [bounds[m][1] for m in out.index])
     out["on_front"] = pareto_front(out[quality_name].to_numpy(), out[cost_col].to_numpy())
+    return out
+
+
+def _intervals(intervals, quality) -> dict | None:
+    """``{method: (lo, hi)}`` from a mapping or a two-column DataFrame; every method of
+    ``quality`` needs one, and its interval must hold its quality."""
+    if intervals is None:
+        return None
+    if isinstance(intervals, pd.DataFrame):
+        if intervals.shape[1] != 2:
+            raise ValueError("intervals as a DataFrame needs exactly two columns: lo and hi")
+        intervals = {m: (lo, hi) for m, lo, hi in intervals.itertuples()}
+    out = {}
+    for m, q in quality.items():
+        if m not in intervals:
+            raise ValueError(f"no interval for method {m!r}: give one (lo, hi) per method")
+        lo, hi = (float(v) for v in intervals[m])
+        if not lo <= float(q) <= hi:
+            raise ValueError(f"the interval [{lo}, {hi}] of {m!r} does not hold its quality "
+                             f"{float(q)}: are the columns in the order lo, hi?")
+        out[m] = (lo, hi)
     return out
 
 
@@ -243,3 +286,116 @@ def pareto_front(quality: np.ndarray, cost: np.ndarray) -> np.ndarray:
     better_eq = (q[None, :] >= q[:, None]) & (c[None, :] <= c[:, None])
     strictly = (q[None, :] > q[:, None]) | (c[None, :] < c[:, None])
     return ~(better_eq & strictly).any(axis=1)
+
+
+# ----------------------------------------------------------------------------- quality
+def score_methods(lists: Mapping[str, pd.DataFrame], split, users, k: int = 10, by=None,
+                  ci: float = 0.95, n_boot: int = 1000, seed: int | None = 0):
+    """Score ready-made lists of several methods on the same users, with intervals.
+
+    Each method's lists are scored by the protocol of :mod:`perso_kit.evaluate`
+    (:func:`~perso_kit.evaluate.evaluate_recommendations`), so a classic recommender and an LLM
+    re-ranker are measured by the same code, and no method is asked for its lists twice (an LLM
+    method's calls are made once, where its lists were made).
+
+    Parameters
+    ----------
+    lists : {method: DataFrame}
+        Each method's recommendations (``user_id, item_id, rank``), e.g. ``model.recommend(users,
+        k)``.
+    split : Split
+        The split the lists are scored on (relevant items: ``split.test``).
+    users : ids
+        The evaluated users (the same for every method).
+    k : int
+        List length scored.
+    by : Series user_id -> label, optional
+        Segments of users (e.g. whether a user's held-out item is a new release): one more row
+        per method and segment, below its ``"all"`` row.
+    ci, n_boot, seed
+        Confidence level, resamples and seed of the bootstrap intervals over users. The same
+        seed resamples the same users for every method. With a dozen users or fewer (a small
+        segment, say), a percentile bootstrap interval is too narrow: read it as a lower bound
+        of the uncertainty (see :func:`perso_kit.roles.ranker.mean_interval`).
+
+    Returns
+    -------
+    (table, per_user)
+        ``table``: one row per (method, segment) with ``model, segment, users``, every accuracy
+        metric followed by its ``_lo``/``_hi`` bounds, and the beyond-accuracy metrics;
+        ``per_user``: one row per (method, user) with the accuracy metrics, the input of
+        :func:`paired_differences`.
+    """
+    from .evaluate import evaluate_recommendations
+
+    tables, per_user = [], []
+    for name, recs in lists.items():
+        t, p = evaluate_recommendations(recs, split, k=k, users=users, by=by, model=name, ci=ci,
+                                        n_boot=n_boot, seed=seed, return_per_user=True)
+        tables.append(t)
+        per_user.append(p)
+    return pd.concat(tables, ignore_index=True), pd.concat(per_user, ignore_index=True)
+
+
+def interval_view(table: pd.DataFrame, metric: str, digits: int = 3) -> pd.DataFrame:
+    """A table to read: one row per method, one column per segment of users (with its number of
+    users), each cell ``estimate [lo, hi]`` of ``metric`` (a :func:`score_methods` table).
+
+    >>> t = pd.DataFrame({"model": ["A", "A"], "segment": ["all", "new"], "users": [10, 4],
+    ...                   "ndcg": [0.5, 0.25], "ndcg_lo": [0.4, 0.0], "ndcg_hi": [0.6, 0.5]})
+    >>> interval_view(t, "ndcg", digits=2).loc["A"].tolist()
+    ['0.50 [0.40, 0.60]', '0.25 [0.00, 0.50]']
+    """
+    lo, hi = f"{metric}_lo", f"{metric}_hi"
+    missing = [c for c in (metric, lo, hi) if c not in table.columns]
+    if missing:
+        raise ValueError(f"the table has no column {missing}: score it with a confidence level "
+                         "(score_methods(..., ci=0.95) or evaluate(..., ci=0.95))")
+    cells = table.assign(
+        column=[f"{s} ({n} users)" for s, n in zip(table["segment"], table["users"])],
+        cell=[f"{v:.{digits}f} [{a:.{digits}f}, {b:.{digits}f}]"
+              for v, a, b in zip(table[metric], table[lo], table[hi])])
+    out = cells.pivot(index="model", columns="column", values="cell")
+    out = out.loc[table["model"].unique(), cells["column"].unique()]
+    out.columns.name = f"{metric} [interval]"
+    return out
+
+
+def paired_differences(scores: pd.DataFrame, reference: str, ci: float = 0.95,
+                       n_boot: int = 1000, seed: int | None = 0) -> pd.DataFrame:
+    """Each method against ``reference``, user by user: the paired bootstrap interval of the
+    difference of their means (:func:`perso_kit.evaluate.paired_difference`).
+
+    Parameters
+    ----------
+    scores : DataFrame
+        One row per user, one column per method (e.g. ``per_user.pivot(index="user_id",
+        columns="model", values="ndcg@10")`` of :func:`score_methods`).
+    reference : str
+        The column every other method is compared with.
+
+    Returns
+    -------
+    DataFrame, one row per other method: ``difference`` (method minus reference), ``lo``, ``hi``
+    and ``distinguishable`` (True when the interval excludes 0: only then do the two differ on
+    these users at this confidence level).
+
+    >>> s = pd.DataFrame({"ref": [0.0, 0.25, 0.5], "same": [0.0, 0.25, 0.5],
+    ...                   "better": [0.5, 0.75, 1.0]})   # +0.5 for every user
+    >>> paired_differences(s, "ref")["distinguishable"].to_dict()
+    {'same': False, 'better': True}
+    """
+    from .evaluate import paired_difference
+
+    if reference not in scores.columns:
+        raise ValueError(f"no column {reference!r} in the scores; columns: {list(scores.columns)}")
+    rows = {}
+    for m in scores.columns:
+        if m == reference:
+            continue
+        d = paired_difference(scores[m], scores[reference], ci=ci, n_boot=n_boot, seed=seed)
+        rows[m] = {"difference": d.estimate, "lo": d.lo, "hi": d.hi,
+                   "distinguishable": d.excludes_zero}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = f"method - {reference}"
+    return out

@@ -121,3 +121,112 @@ def test_pareto_front_and_frontier_table(prices):
     grid = costs.cost_grid(costs.cost_at_scale(usage, prices=prices))
     fig = plot_cost_at_scale(grid)
     assert len(fig.axes[0].patches) == 2
+
+
+# ----------------------------------------------------------------------------- uncertainty
+def test_frontier_table_carries_intervals_and_checks_them(prices):
+    usage = {"llm": {"calls_per_user": 1.0, "prompt_tokens_per_user": 1000.0,
+                     "completion_tokens_per_user": 0.0, "latency_s_per_user": 2.0}}
+    quality = pd.Series({"classic": 0.30, "llm": 0.25})          # a Series works like a dict
+    bounds = pd.DataFrame({"lo": [0.20, 0.10], "hi": [0.40, 0.35]}, index=quality.index)
+    t = costs.frontier_table(quality, usage, model="cheap", prices=prices,
+                             quality_name="ndcg@10", intervals=bounds)
+    assert list(t.columns[:3]) == ["ndcg@10", "ndcg@10_lo", "ndcg@10_hi"]
+    assert t.loc["llm", ["ndcg@10_lo", "ndcg@10_hi"]].tolist() == [0.10, 0.35]
+    assert t["on_front"].tolist() == [True, False]               # still on point estimates
+    same = costs.frontier_table(quality, usage, model="cheap", prices=prices,
+                                quality_name="ndcg@10",
+                                intervals={"classic": (0.2, 0.4), "llm": (0.1, 0.35)})
+    pd.testing.assert_frame_equal(t, same)
+    with pytest.raises(ValueError, match="no interval for method 'llm'"):
+        costs.frontier_table(quality, usage, prices=prices, intervals={"classic": (0.2, 0.4)})
+    with pytest.raises(ValueError, match="does not hold its quality"):      # hi, lo swapped
+        costs.frontier_table(quality, usage, prices=prices,
+                             intervals={"classic": (0.4, 0.2), "llm": (0.1, 0.35)})
+
+
+def _toy_split():
+    """Three users, one held-out item each; user 3 held out an item nobody recommends."""
+    from perso_kit.data import Dataset
+    from perso_kit.split import Split
+
+    items = pd.DataFrame({"item_id": [10, 11, 12, 13], "title": list("abcd"),
+                          "genres": [("Drama",)] * 4, "year": 1990, "description": ""})
+    train = pd.DataFrame({"user_id": [1, 2, 3], "item_id": [13, 13, 13], "rating": 4.0,
+                          "timestamp": 0})
+    test = pd.DataFrame({"user_id": [1, 2, 3], "item_id": [10, 11, 12], "rating": 4.0,
+                         "timestamp": 1})
+    full = pd.concat([train, test], ignore_index=True)
+    ds = Dataset("toy", full, items, pd.DataFrame({"user_id": [1, 2, 3]}))
+    return Split(ds.with_interactions(train, "train"), ds.with_interactions(test, "test"),
+                 None, "toy")
+
+
+def test_score_methods_by_hand_with_segments_and_paired_differences():
+    split = _toy_split()
+    # A puts each user's held-out item first (NDCG 1) for users 1 and 2, misses user 3;
+    # B puts user 1's item second (NDCG 1/log2(3)) and misses the others.
+    a = pd.DataFrame({"user_id": [1, 2, 3], "item_id": [10, 11, 10], "rank": [1, 1, 1]})
+    b = pd.DataFrame({"user_id": [1, 1, 2, 3], "item_id": [11, 10, 10, 10],
+                      "rank": [1, 2, 1, 1]})
+    seg = pd.Series({1: "cold", 2: "cold", 3: "warm"})
+    table, per_user = costs.score_methods({"A": a, "B": b}, split, users=[1, 2, 3], k=2,
+                                          by=seg, ci=0.95, seed=0)
+    got = table.set_index(["model", "segment"])
+    assert got.loc[("A", "all"), "ndcg@2"] == pytest.approx(2 / 3)
+    assert got.loc[("A", "cold"), "ndcg@2"] == pytest.approx(1.0)
+    assert got.loc[("A", "warm"), "ndcg@2"] == pytest.approx(0.0)
+    assert got.loc[("B", "all"), "ndcg@2"] == pytest.approx(1 / np.log2(3) / 3)
+    assert got.loc[("A", "cold"), "users"] == 2
+    assert (got["ndcg@2_lo"] <= got["ndcg@2"]).all() and (got["ndcg@2"] <= got["ndcg@2_hi"]).all()
+    view = costs.interval_view(table, "ndcg@2", digits=2)
+    assert list(view.index) == ["A", "B"]
+    assert list(view.columns) == ["all (3 users)", "cold (2 users)", "warm (1 users)"]
+    assert view.loc["A", "warm (1 users)"] == "0.00 [0.00, 0.00]"
+    scores = per_user.pivot(index="user_id", columns="model", values="ndcg@2")
+    d = costs.paired_differences(scores, reference="B", seed=0)
+    assert d.loc["A", "difference"] == pytest.approx(2 / 3 - 1 / np.log2(3) / 3)
+    assert d.loc["A", "lo"] <= d.loc["A", "difference"] <= d.loc["A", "hi"]
+    with pytest.raises(ValueError, match="no column 'C'"):
+        costs.paired_differences(scores, reference="C")
+    with pytest.raises(ValueError, match="score it with a confidence level"):
+        costs.interval_view(table.drop(columns=["ndcg@2_lo"]), "ndcg@2")
+
+
+def test_paired_differences_call_a_planted_gain_and_stay_quiet_on_a_copy():
+    rng = np.random.default_rng(0)
+    ref = rng.random(200)
+    scores = pd.DataFrame({"ref": ref, "copy": ref,
+                           "noise": ref + rng.normal(0, 0.2, 200) - 0.0,
+                           "planted": ref + 0.1})
+    d = costs.paired_differences(scores, "ref", seed=0)
+    assert d.loc["planted", "distinguishable"]
+    assert d.loc["planted", "difference"] == pytest.approx(0.1)
+    assert not d.loc["copy", "distinguishable"] and d.loc["copy", "difference"] == 0.0
+    assert d.loc["noise", "lo"] < 0.02 and d.loc["noise", "hi"] > -0.02
+
+
+def test_frontier_figure_draws_error_bars_and_says_who_answered(prices):
+    from matplotlib.collections import LineCollection
+
+    from perso_kit.plots.costs import plot_cost_at_scale, plot_frontier
+
+    t = costs.frontier_table({"classic": 0.30, "llm": 0.25},
+                             {"llm": {"prompt_tokens_per_user": 1000.0}}, model="cheap",
+                             prices=prices, quality_name="ndcg@10",
+                             intervals={"classic": (0.2, 0.4), "llm": (0.1, 0.35)})
+    fig = plot_frontier(t, "ndcg@10", "cost_per_million_users_usd", who="offline")
+    bars = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    spans = sorted(tuple(np.round(seg[:, 1], 6)) for b in bars for seg in b.get_segments())
+    assert spans == [(0.1, 0.35), (0.2, 0.4)]                  # one bar per method, lo to hi
+    assert [x.get_text() for x in fig.texts] == ["offline stand-in, not an LLM"]
+    assert "interval" in fig.axes[0].get_ylabel()
+    # without intervals: no bars, and no stamp unless asked
+    fig = plot_frontier(t.drop(columns=["ndcg@10_lo", "ndcg@10_hi"]), "ndcg@10",
+                        "cost_per_million_users_usd")
+    assert not [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    assert fig.texts == []
+    grid = costs.cost_grid(costs.cost_at_scale({"llm": {"prompt_tokens_per_user": 10.0}},
+                                               prices=prices))
+    fig = plot_cost_at_scale(grid, who={"backend": "compatible", "model": "SmolLM2"})
+    assert [x.get_text() for x in fig.texts] == ["model: SmolLM2"]
