@@ -306,7 +306,28 @@ def chat_completion(body: dict) -> dict:
                       "total_tokens": prompt_tokens + completion_tokens}}
 
 
-class StandIn:
+class InProcessServer:
+    """An OpenAI-compatible "server" inside the process: an ``httpx`` transport handler that
+    hands each request's path and JSON body to :meth:`handle` and returns its ``(status,
+    payload)`` as the response, with :attr:`marker` headers saying who answered. The stand-in
+    and the planted test models (:mod:`perso_kit.llm.planted`) are such servers."""
+
+    def marker(self) -> dict:
+        return {}
+
+    def handle(self, path: str, body: dict) -> tuple[int, dict]:
+        raise NotImplementedError
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        try:
+            body = json.loads(request.content or b"{}")
+        except ValueError:
+            return httpx.Response(400, json={"error": {"message": "request body is not JSON"}})
+        status, payload = self.handle(request.url.path, body)
+        return httpx.Response(status, json=payload, headers=self.marker())
+
+
+class StandIn(InProcessServer):
     """The HTTP side of the stand-in: answers ``/chat/completions``, ``/embeddings`` and
     ``/models`` from the request alone. Use :func:`stand_in_client` rather than this directly.
 
@@ -344,14 +365,8 @@ class StandIn:
                 {"id": STAND_IN_MODEL, "object": "model", "created": 0, "owned_by": "perso-kit"}]}
         return 404, {"error": {"message": f"the offline stand-in has no endpoint {path}"}}
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        try:
-            body = json.loads(request.content or b"{}")
-        except ValueError:
-            return httpx.Response(400, json={"error": {"message": "request body is not JSON"}})
-        status, payload = self.handle(request.url.path, body)
-        return httpx.Response(status, json=payload,
-                              headers={"x-perso-kit-stand-in": "1"})
+    def marker(self) -> dict:
+        return {"x-perso-kit-stand-in": "1"}
 
 
 def stand_in_client(stand_in: StandIn | None = None, timeout: float = 60.0):

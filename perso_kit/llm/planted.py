@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from .offline import InProcessServer
 from .pricing import estimate_prompt_tokens, estimate_tokens
 
 KINDS = ("follows-order", "promotes-popular", "invents-items", "control")
@@ -117,7 +118,7 @@ def invented_title(*seed) -> str:
     return f"The {' '.join(words)} ({1950 + h % 50})"
 
 
-class PlantedModel:
+class PlantedModel(InProcessServer):
     """Base class: a scripted model answering the kit's ranking, scoring and list prompts.
 
     A subclass defines :meth:`key` (a sort key: smaller first) or :meth:`order` (the
@@ -214,13 +215,8 @@ class PlantedModel:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens}}
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        try:
-            body = json.loads(request.content or b"{}")
-        except ValueError:
-            return httpx.Response(400, json={"error": {"message": "request body is not JSON"}})
-        status, payload = self.handle(request.url.path, body)
-        return httpx.Response(status, json=payload, headers={"x-perso-kit-planted": self.kind})
+    def marker(self) -> dict:
+        return {"x-perso-kit-planted": self.kind}
 
     def llm(self, **kw):
         """An :class:`~perso_kit.llm.LLM` answered by this model (see the module docstring).
