@@ -42,8 +42,28 @@ def demo_generation_seconds(repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def load_seconds(name: str) -> tuple[float, float] | None:
+    """Wall and CPU seconds to parse a MovieLens data set from files already on disk (median of
+    3), or None when its files are not here."""
+    from perso_kit.data import movielens as ml
+    walls, cpus = [], []
+    for _ in range(3):
+        w0, c0 = time.perf_counter(), time.process_time()
+        try:
+            ml.load_movielens(name, download=False)
+        except Exception:  # no files here
+            return None
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
+
+
 def main() -> None:
     print(f"demo world generated in {demo_generation_seconds():.2f} s (median of 5)")
+    for name in ("ml-100k", "ml-latest-small"):
+        took = load_seconds(name)
+        print(f"{name} loaded from disk in " + (f"{took[0]:.2f} s wall, {took[1]:.2f} s CPU "
+                                               "(median of 3)" if took else "(no files here)"))
     rows = []
     for name in ["demo", "ml-100k"]:
         try:

@@ -15,6 +15,7 @@ The LLM backend has its own variables; see :mod:`perso_kit.llm`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -24,6 +25,27 @@ REPO_DIR = PACKAGE_DIR.parent
 SHIPPED_DATA_DIR = REPO_DIR / "data" if (REPO_DIR / "data").is_dir() else PACKAGE_DIR / "_data"
 
 DEFAULT_SEED = 42
+
+
+@contextlib.contextmanager
+def environment(**values: str):
+    """Set environment variables for the duration of a ``with`` block (kernels started inside
+    it inherit them), then put back what was there before.
+
+    >>> with environment(PERSO_KIT_SEED="7"):
+    ...     seed()
+    7
+    """
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def seed() -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import SHIPPED_DATA_DIR
+from .config import SHIPPED_DATA_DIR, environment
 
 RECORDING_DIR = SHIPPED_DATA_DIR / "recordings"
 DEFAULT_RECORDING = "smollm2-135m"
@@ -149,20 +149,11 @@ def make_recording(model: str | None = None, name: str = DEFAULT_RECORDING,
         shutil.copyfile(target, partial)  # re-record some notebooks, keep the others
     else:
         previous = None
-    saved = {k: os.environ.get(k) for k in ("PERSO_KIT_LLM_BACKEND", "PERSO_KIT_LLM_CACHE",
-                                             "PERSO_KIT_LOCAL_MODEL")}
     spec = model or os.environ.get("PERSO_KIT_LOCAL_MODEL", "").strip() or local.DEFAULT_PRESET
-    os.environ.update(PERSO_KIT_LLM_BACKEND="local", PERSO_KIT_LLM_CACHE=str(partial),
-                      PERSO_KIT_LOCAL_MODEL=spec)  # a preset keeps its model name
     out_dir = Path(out_dir or REPO_DIR / "build" / f"record-{name}")
-    try:
+    with environment(PERSO_KIT_LLM_BACKEND="local", PERSO_KIT_LLM_CACHE=str(partial),
+                     PERSO_KIT_LOCAL_MODEL=spec):  # a preset keeps its model name
         summary = run_tour(out_dir, only=list(notebooks), html=False)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     if (summary["status"] != "ok").any():
         raise RuntimeError("the recording was not replaced: some notebooks failed\n"
                            + summary.to_string(index=False))

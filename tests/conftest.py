@@ -47,17 +47,9 @@ def notebook_runs(tmp_path_factory):
             params = {"SMALL": True, **parameters}
             # A planted key sits in the kernel's environment (the offline backend is chosen
             # explicitly): test_notebooks.py checks that it reaches no output.
-            planted = {"OPENAI_API_KEY": PLANTED_KEY, "PERSO_KIT_LLM_BACKEND": "offline"}
-            saved = {k: os.environ.get(k) for k in planted}
-            os.environ.update(planted)
-            try:
+            from perso_kit.config import environment
+            with environment(OPENAI_API_KEY=PLANTED_KEY, PERSO_KIT_LLM_BACKEND="offline"):
                 cache[key] = run_notebook(NOTEBOOKS / name, out_dir / str(len(cache)), params)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
         return cache[key]
 
     return run
