@@ -191,3 +191,76 @@ def test_bad_arguments_say_what_is_wrong():
         EASE().recommend(users=[1])
     with pytest.raises(KeyError, match="unknown item"):
         ItemKNN().fit(tiny(KNN_PAIRS)).similar_items(99)
+
+
+# ------------------------------------------------------------------------------- scikit-learn's parameter protocol
+def test_clone_keeps_the_parameters_and_drops_the_fit():
+    from sklearn.base import clone
+
+    fitted = EASE(l2=300, max_items=500).fit(tiny(KNN_PAIRS))
+    copy = clone(fitted)
+    assert type(copy) is EASE and copy is not fitted
+    assert copy.get_params() == {"l2": 300.0, "max_items": 500, "num_threads": 1}
+    assert not hasattr(copy, "train_")            # unfitted, like any scikit-learn clone
+    assert clone(Popularity()).get_params() == {}
+
+
+def test_clone_of_a_model_holding_models_clones_them_too():
+    from sklearn.base import clone
+
+    from perso_kit.recommenders import TwoStageRanker
+
+    ranker = TwoStageRanker(retrievers={"EASE": EASE(l2=50)}, n_estimators=7)
+    copy = clone(ranker)
+    assert copy.n_estimators == 7
+    assert copy.retrievers["EASE"] is not ranker.retrievers["EASE"]
+    assert copy.retrievers["EASE"].l2 == 50.0
+
+
+def test_set_params_sets_converts_and_checks():
+    from perso_kit.simulate import Exploration
+
+    model = EASE()
+    assert model.set_params(l2=50) is model and model.l2 == 50.0
+    outer = Exploration(EASE(l2=5), epsilon=0.1)
+    assert outer.get_params()["base__l2"] == 5.0          # deep: the inner model's parameters
+    outer.set_params(base__l2=7, epsilon=0.3)
+    assert outer.base.l2 == 7.0 and outer.epsilon == 0.3
+
+
+def test_set_params_with_an_unknown_or_invalid_value_says_what_is_wrong():
+    model = EASE(l2=300)
+    with pytest.raises(ValueError, match=r"EASE has no parameter 'lambda_'.*l2, max_items"):
+        model.set_params(lambda_=3)
+    with pytest.raises(ValueError, match="l2"):
+        model.set_params(l2=0)                               # the constructor's own check
+    assert model.l2 == 300.0                                 # nothing changed on a refusal
+    with pytest.raises(ValueError, match="not a model"):
+        model.set_params(l2__x=1)
+
+
+def test_a_sweep_is_one_line_and_each_model_differs_only_where_asked(demo):
+    from perso_kit.recommenders import sweep
+
+    split = pk.split.random_per_user(demo, test_fraction=0.25, seed=42)
+    table = pk.evaluate(sweep(EASE(), l2=[30, 3000]), split, k=10)
+    assert table["model"].tolist() == ["EASE(l2=30)", "EASE(l2=3000)"]
+    assert table["ndcg@10"].nunique() == 2                   # the parameter reached the fit
+    with pytest.raises(ValueError, match="at least one parameter"):
+        sweep(EASE())
+
+
+# ------------------------------------------------------------------------------- the README's example
+def test_the_readme_bring_your_own_data_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Bring your own data\n.*?```python\n(.*?)```", readme, re.S)
+    assert block, "README.md lost its 'Bring your own data' example"
+    namespace: dict = {}
+    exec(compile(block.group(1), "README.md", "exec"), namespace)
+    recs = namespace["model"].recommend(users=[1], k=2)
+    assert sorted(recs["item_id"]) == [12, 13]               # user 1 saw 10 and 11
+    assert namespace["ds"].n_users == 4 and namespace["ds"].n_items == 4
+    assert "EASE" in capsys.readouterr().out

@@ -42,16 +42,18 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
 from . import ledger
 from .cache import request_key
 from .pricing import estimate_tokens
 from .reply import LLMError
+
+if TYPE_CHECKING:  # scikit-learn is imported on first use (it takes a second to import)
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 
 class OfflineEmbedder:
@@ -84,6 +86,9 @@ class OfflineEmbedder:
         corpus = [str(t) for t in corpus]
         if not corpus:
             raise ValueError("cannot fit the offline embedder on an empty corpus")
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         vec = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=1,
                               token_pattern=r"(?u)\b\w\w+\b")
         try:
@@ -112,6 +117,8 @@ class OfflineEmbedder:
             self.fit(texts)
         if not texts:
             return np.zeros((0, self.dim_), dtype=np.float32)
+        from sklearn.preprocessing import normalize
+
         X = self.vectorizer_.transform(texts)
         Z = self.svd_.transform(X) if self.svd_ is not None else X.toarray()
         return normalize(np.asarray(Z, dtype=np.float64)).astype(np.float32)

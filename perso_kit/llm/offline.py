@@ -48,15 +48,17 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import httpx
 import numpy as np
 
-from . import heuristics as H
 from . import structured
 from .pricing import estimate_prompt_tokens, estimate_tokens
 from .reply import STAND_IN_MODEL
+
+if TYPE_CHECKING:  # the heuristics import scikit-learn: loaded on the first answer
+    from . import heuristics as H
 
 BASE_URL = "http://offline-stand-in.invalid/v1"
 FINGERPRINT = "perso-kit-offline-stand-in-v1"
@@ -186,6 +188,8 @@ def free_text(ctx: H.Context, rng: np.random.Generator) -> str:
         n = int(m.group(1)) if m else 5
         return recommendation_text(ctx, max(1, min(n, 20)), rng)
     if ctx.candidates:
+        from . import heuristics as H
+
         best = ctx.ranked_candidates()[0]
         return f"You might try {best.text}. {H._sentence(H.Context(ctx.messages, focus=best))}"
     kws = ctx.keywords(3)
@@ -197,6 +201,8 @@ def free_text(ctx: H.Context, rng: np.random.Generator) -> str:
 
 def tool_summary(body: dict) -> str:
     """A text answer once tool results are in: what each result holds, quoted as data."""
+    from . import heuristics as H
+
     msgs = body.get("messages", [])
     last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
     parts = []
@@ -218,6 +224,8 @@ def tool_summary(body: dict) -> str:
 
 
 def _answer(body: dict) -> StandInAnswer:
+    from . import heuristics as H
+
     temperature = float(body.get("temperature") or 0.0)
     rng = _rng_for(body)
     ctx = H.Context(body.get("messages", []), temperature, rng)

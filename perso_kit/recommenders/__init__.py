@@ -10,10 +10,13 @@ model                  idea
 :class:`BPR`           matrix factorization that learns to rank pairs (Rendle et al. 2009)
 :class:`TwoStageRanker`  candidates from retrievers, re-ranked by LightGBM LambdaRank
 =====================  ====================================================================
+
+Every model follows scikit-learn's parameter protocol (``get_params``, ``set_params``,
+``sklearn.base.clone``); :func:`sweep` makes one unfitted copy per parameter value.
 """
 from __future__ import annotations
 
-from .base import NotFittedError, Recommender
+from .base import NotFittedError, Recommender, sweep
 from .ease import EASE
 from .itemknn import ItemKNN
 from .ltr import TwoStageRanker
@@ -21,4 +24,4 @@ from .mf import ALS, BPR
 from .popularity import Popularity
 
 __all__ = ["Recommender", "NotFittedError", "Popularity", "ItemKNN", "EASE", "ALS", "BPR",
-           "TwoStageRanker"]
+           "TwoStageRanker", "sweep"]

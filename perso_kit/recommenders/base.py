@@ -11,12 +11,20 @@ Most models score every catalog item for a user; they implement only
 items, candidate restriction and batching from this base class. Models that work differently
 (a re-ranker that calls an LLM) override :meth:`recommend` itself.
 
-Fitted state ends in an underscore (``train_``), as in scikit-learn.
+Fitted state ends in an underscore (``train_``), as in scikit-learn. The constructor's
+arguments are the model's parameters, with scikit-learn's protocol: ``get_params()``,
+``set_params(**params)`` and ``sklearn.base.clone(model)`` (an unfitted copy with the same
+parameters). A sweep over a parameter is one line with :func:`sweep`::
+
+    table = pk.evaluate(sweep(EASE(), l2=[30, 300, 3000]), split, k=10)
 """
 from __future__ import annotations
 
+import copy
+import inspect
+import itertools
 from abc import ABC
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -40,6 +48,71 @@ class Recommender(ABC):
     def name(self) -> str:
         """A readable name for tables and plots (the class name unless set)."""
         return getattr(self, "_name", None) or type(self).__name__
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self._name = value
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The constructor's named arguments: the model's parameters (sorted)."""
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self"
+                      and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The model's parameters as a dict (scikit-learn's protocol). With ``deep``, a
+        parameter that is itself a model adds its own as ``name__param``.
+
+        >>> from perso_kit.recommenders import EASE
+        >>> EASE(l2=50).get_params()["l2"]
+        50.0
+        """
+        params = {}
+        for key in self._param_names():
+            value = getattr(self, key)
+            if deep and isinstance(value, Recommender):
+                params.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+            params[key] = value
+        return params
+
+    def set_params(self, **params) -> "Recommender":
+        """Set parameters (``l2=100``, or ``base__l2=100`` for a model inside this one);
+        returns ``self``. A name the model does not have raises a ``ValueError`` that lists
+        the ones it has. Refit afterwards: the fitted state is not updated.
+
+        >>> from perso_kit.recommenders import EASE
+        >>> EASE().set_params(l2=50)
+        EASE(l2=50.0, max_items=20000, num_threads=1)
+        """
+        valid = self._param_names()
+        own, nested = {}, {}
+        for key, value in params.items():
+            head, _, rest = key.partition("__")
+            if head not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {head!r}; its "
+                                 f"parameters are: {', '.join(valid) or 'none'}")
+            if rest and not isinstance(getattr(self, head), Recommender):
+                raise ValueError(f"{type(self).__name__}.{head} is not a model, so "
+                                 f"{key!r} cannot be set; set {head!r} itself")
+            if rest:
+                nested.setdefault(head, {})[rest] = value
+            else:
+                own[head] = value
+        if own:  # the constructor checks and converts the new values (EASE(l2=0) is refused)
+            checked = type(self)(**{**self.get_params(deep=False), **own})
+            for key in own:
+                setattr(self, key, getattr(checked, key))
+        for head, inner in nested.items():
+            getattr(self, head).set_params(**inner)
+        return self
+
+    def __sklearn_clone__(self) -> "Recommender":
+        """An unfitted copy with the same parameters (what ``sklearn.base.clone`` returns).
+        Models inside it are cloned too, other values deep-copied; an object that cannot be
+        copied (an LLM client with its open cache) is shared."""
+        return type(self)(**{k: _clone_value(v) for k, v in self.get_params(deep=False).items()})
 
     def __repr__(self) -> str:
         params = {k: v for k, v in vars(self).items() if not k.startswith("_")
@@ -118,6 +191,42 @@ class Recommender(ABC):
         if not frames:
             return pd.DataFrame(columns=RECOMMENDATION_COLUMNS)
         return pd.concat(frames, ignore_index=True)
+
+
+def _clone_value(value):
+    """A parameter's value for a clone (see :meth:`Recommender.__sklearn_clone__`)."""
+    if isinstance(value, Recommender):
+        return value.__sklearn_clone__()
+    if isinstance(value, dict):
+        return {k: _clone_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clone_value(v) for v in value)
+    try:
+        return copy.deepcopy(value)
+    except (TypeError, ValueError, AttributeError):  # locks, open connections: share it
+        return value
+
+
+def sweep(model: Recommender, **grid: Iterable) -> dict[str, Recommender]:
+    """Unfitted copies of ``model``, one per combination of the values in ``grid``, named by
+    what they change: ready for :func:`perso_kit.evaluate`, so a sweep is one line::
+
+        pk.evaluate(sweep(EASE(), l2=[30, 300, 3000]), split, k=10)
+
+    >>> from perso_kit.recommenders import EASE
+    >>> list(sweep(EASE(), l2=[30, 300], max_items=[500]))
+    ['EASE(l2=30, max_items=500)', 'EASE(l2=300, max_items=500)']
+    """
+    if not grid:
+        raise ValueError("sweep() needs at least one parameter with its values, "
+                         "e.g. sweep(EASE(), l2=[30, 300])")
+    keys = list(grid)
+    models = {}
+    for values in itertools.product(*(list(grid[k]) for k in keys)):
+        changes = dict(zip(keys, values))
+        label = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+        models[f"{model.name}({label})"] = model.__sklearn_clone__().set_params(**changes)
+    return models
 
 
 def _top_k_frame(scores: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray,
