@@ -7,12 +7,15 @@
                to use it from another process; ``--stop`` stops it, ``--list`` lists presets
 ``record``     run the Act-3 notebooks with the local model and store its answers and numbers
                as the shipped recording (``data/recordings/``)
+``notebooks``  copy the course's notebooks into a folder (from an installed kit: they ship
+               inside the package), to open them with Jupyter
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="LLM backend (offline, openai, azure, compatible, replay); "
                            "default: from the environment, else offline")
     tour.add_argument("--small", action="store_true", help="run every notebook at a small size")
-    tour.add_argument("--only", nargs="*", help="run only notebooks whose name contains these")
+    tour.add_argument("--only", nargs="*",
+                      help="run only notebooks whose name contains these (e.g. 01,02 or 01 02)")
     tour.add_argument("--out", default=None, help="output folder (default build/tour)")
     tour.add_argument("--no-html", action="store_true", help="skip the HTML pages")
     fetch = sub.add_parser("fetch", help="download and verify a MovieLens data set")
@@ -41,11 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--name", default=None, help="recording name (default smollm2-135m)")
     rec.add_argument("--only", default=None,
                      help="notebook numbers, comma-separated (default: all of Act 3)")
+    nbs = sub.add_parser("notebooks", help="copy the course's notebooks into a folder")
+    nbs.add_argument("dest", help="the folder to copy them into (created if missing)")
+    nbs.add_argument("--force", action="store_true", help="overwrite notebooks already there")
     args = parser.parse_args(argv)
+
+    if args.command == "notebooks":
+        return _copy_notebooks(Path(args.dest), force=args.force)
 
     if args.command == "record":
         from . import recording
-        only = tuple(x.strip() for x in args.only.split(",")) if args.only else recording.ACT3
+        from .tour import split_names
+        only = tuple(split_names(args.only)) if args.only else recording.ACT3
         summary = recording.make_recording(args.model, args.name or recording.DEFAULT_RECORDING,
                                            notebooks=only)
         print(summary.to_string(index=False))
@@ -55,10 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return _local_llm(args)
 
     if args.command == "fetch":
-        from .data import load_dataset
-        print(load_dataset(args.name))
-        return 0
+        return _fetch(args.name)
 
+    from . import tour as tour_module
     from .tour import REPO_DIR, run_tour
     if args.backend:
         os.environ["PERSO_KIT_LLM_BACKEND"] = args.backend
@@ -67,12 +77,62 @@ def main(argv: list[str] | None = None) -> int:
         params["DATASET"] = args.dataset
     if args.small:
         params["SMALL"] = True
-    out = args.out or REPO_DIR / "build" / "tour"
-    summary = run_tour(out, parameters=params, only=args.only, html=not args.no_html)
+    if args.out is None and not (REPO_DIR / "notebooks").is_dir():
+        args.out = Path("build") / "tour"  # an installed kit: write beside the caller
+    out = Path(args.out or REPO_DIR / "build" / "tour").resolve()
+    options = {k: v for k, v in (("dataset", args.dataset), ("backend", args.backend),
+                                 ("small", args.small or None),
+                                 ("only", " ".join(args.only or []) or None)) if v}
+    try:
+        summary = run_tour(out, parameters=params, only=args.only, html=not args.no_html,
+                           options=options, folder=tour_module.NOTEBOOK_DIR)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(summary.to_string(index=False))
-    print(f"\nexecuted notebooks and HTML pages in {out}")
-    failed = summary[summary["status"] != "ok"]
+    skipped = summary[summary["status"] == "skipped"]
+    if len(skipped):
+        print(f"\nskipped {len(skipped)} notebook(s) that need the demo world (they run without "
+              "--dataset)")
+    print(f"\nexecuted notebooks and HTML pages in {out}\nopen {out / 'index.html'} in a "
+          f"browser (or: python -m http.server -d {out}, then http://localhost:8000)")
+    failed = summary[summary["status"] == "failed"]
     return 1 if len(failed) else 0
+
+
+def _copy_notebooks(dest: Path, force: bool = False) -> int:
+    """``notebooks``: copy the course's notebooks into ``dest``; a notebook already there (maybe
+    with a student's work in it) is kept unless ``force``."""
+    import shutil
+
+    from .tour import NOTEBOOK_DIR, notebooks
+
+    paths = notebooks(NOTEBOOK_DIR)
+    if not paths:
+        print(f"error: no notebooks in {NOTEBOOK_DIR}; reinstall the kit", file=sys.stderr)
+        return 2
+    there = [p.name for p in paths if (dest / p.name).exists()]
+    if there and not force:
+        print(f"error: {dest} already holds {', '.join(there)}; choose another folder, or add "
+              "--force to overwrite them", file=sys.stderr)
+        return 2
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        shutil.copyfile(p, dest / p.name)
+    print(f"copied {len(paths)} notebooks to {dest}\nopen them with: jupyter lab "
+          f"{dest / paths[0].name}")
+    return 0
+
+
+def _fetch(name: str) -> int:
+    """``fetch``: download and verify one data set; one clear line on failure, no traceback."""
+    from .data import load_dataset
+    try:
+        print(load_dataset(name))
+    except (OSError, ValueError, RuntimeError) as e:  # no network, a bad name, a bad file
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _local_llm(args) -> int:

@@ -11,6 +11,11 @@ variable                   meaning
 ``PERSO_KIT_SEED``         the default seed (``42``)
 =========================  ===================================================================
 
+A relative path in any of these variables, or in ``PERSO_KIT_LLM_CACHE`` /
+``PERSO_KIT_LLM_REPLAY``, means a path from the folder the command ran in: commands that start
+kernels (the tour, the recording) make them absolute first (:func:`absolute_path_variables`),
+since the kernels run in ``notebooks/``.
+
 The LLM backend has its own variables; see :mod:`perso_kit.llm`.
 """
 from __future__ import annotations
@@ -48,6 +53,32 @@ def environment(**values: str):
                 os.environ[k] = v
 
 
+#: environment variables that name a file or folder (``off``/``none`` turn the LLM cache off)
+PATH_VARIABLES = ("PERSO_KIT_LLM_CACHE", "PERSO_KIT_LLM_REPLAY", "PERSO_KIT_DATA_DIR",
+                  "PERSO_KIT_CACHE_DIR")
+
+
+def absolute_path_variables(base: str | Path | None = None) -> dict[str, str]:
+    """The :data:`PATH_VARIABLES` set to relative paths, made absolute against ``base`` (the
+    current folder by default): pass them to :func:`environment` before starting a process that
+    runs elsewhere, so ``PERSO_KIT_LLM_CACHE=class.sqlite`` means the same file for it.
+
+    >>> with environment(PERSO_KIT_LLM_REPLAY="class.sqlite", PERSO_KIT_LLM_CACHE="off"):
+    ...     absolute_path_variables("/course")
+    {'PERSO_KIT_LLM_REPLAY': '/course/class.sqlite'}
+    """
+    base = Path(base) if base is not None else Path.cwd()
+    out = {}
+    for var in PATH_VARIABLES:
+        value = os.environ.get(var, "").strip()
+        if not value or value.lower() in ("off", "none", "0"):
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            out[var] = str(base / path)
+    return out
+
+
 def seed() -> int:
     """The default seed: ``PERSO_KIT_SEED`` or 42."""
     return int(os.environ.get("PERSO_KIT_SEED", DEFAULT_SEED))
@@ -55,7 +86,7 @@ def seed() -> int:
 
 def default_dataset() -> str:
     """The dataset notebooks load unless told otherwise: ``PERSO_KIT_DATASET`` or ``"demo"``."""
-    return os.environ.get("PERSO_KIT_DATASET", "demo")
+    return os.environ.get("PERSO_KIT_DATASET", "").strip() or "demo"
 
 
 def data_dir() -> Path | None:

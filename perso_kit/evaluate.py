@@ -58,6 +58,22 @@ from .split import Split
 ACTIVITY_BINS = (0, 5, 20, 50, np.inf)
 
 
+def check_k(k) -> int:
+    """``k`` as an int, or a ``ValueError`` saying what a list length must be.
+
+    >>> check_k(10), check_k(np.int64(5))
+    (10, 5)
+    >>> check_k(2.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: k must be a whole number of at least 1 (the length of each list), got 2.5
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError("k must be a whole number of at least 1 (the length of each list), "
+                         f"got {k!r}")
+    return int(k)
+
+
 def activity_segments(split: Split, bins=ACTIVITY_BINS) -> pd.Series:
     """Label each user by how many training interactions they have: "<=5", "6-20", ...
 
@@ -262,8 +278,7 @@ def evaluate_recommendations(recs: pd.DataFrame, split: Split, k: int = 10, user
     outside a :class:`~perso_kit.recommenders.base.Recommender` (say, re-ranked by an LLM).
     ``ci``, ``n_boot``, ``seed`` and ``return_per_user`` work as in :func:`evaluate`.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    k = check_k(k)
     if ci is not None:
         _check_ci(ci)
     users = _eval_users(split, users, min_rating)
@@ -366,8 +381,7 @@ def evaluate(recommenders: Mapping[str, Recommender] | Recommender, split: Split
     exposure_gini, novelty), and ``fit_s``/``recommend_s`` seconds. With
     ``return_per_user=True``, the pair ``(table, per_user)``.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    k = check_k(k)
     if ci is not None:
         _check_ci(ci)
     if isinstance(recommenders, Recommender):

@@ -70,6 +70,46 @@ class Split:
             for name, p in parts.items() if p is not None}).T
 
 
+def shared_pairs(a: pd.DataFrame, b: pd.DataFrame) -> int:
+    """How many rows of ``b`` have a (user, item) pair that is also in ``a``.
+
+    >>> a = pd.DataFrame({"user_id": [1, 1], "item_id": [5, 6]})
+    >>> shared_pairs(a, pd.DataFrame({"user_id": [1, 2], "item_id": [6, 5]}))
+    1
+    """
+    if a.empty or b.empty:
+        return 0
+    both = pd.concat([a[["user_id", "item_id"]], b[["user_id", "item_id"]]], ignore_index=True)
+    u = pd.factorize(both["user_id"])[0].astype(np.int64)
+    i = pd.factorize(both["item_id"])[0].astype(np.int64)
+    code = u * (int(i.max()) + 1) + i
+    return int(np.isin(code[len(a):], code[:len(a)]).sum())
+
+
+def never_both_sides(split_function):
+    """Make a split function refuse to return a split with one (user, item) pair in train and in
+    test (or validation): that happens only when the dataset holds duplicate pairs, and an
+    evaluation would then count a training item as a hit to predict. (A :class:`Split` built by
+    hand may hold such pairs on purpose, e.g. to test what re-watches do.)"""
+    import functools
+
+    @functools.wraps(split_function)
+    def checked(*args, **kwargs) -> Split:
+        split = split_function(*args, **kwargs)
+        for name, part in (("test", split.test), ("validation", split.validation)):
+            shared = 0 if part is None else shared_pairs(split.train.interactions,
+                                                         part.interactions)
+            if shared:
+                raise ValueError(
+                    f"{shared:,} (user, item) pairs are in both train and {name} "
+                    f"({split.description}): the dataset holds duplicate pairs, so an "
+                    "evaluation would count a training item as a hit to predict. Build the "
+                    "dataset with perso_kit.data.make_dataset, which keeps the latest row of "
+                    "each pair")
+        return split
+    return checked
+
+
 def _seed(seed: int | None) -> int:
     return config.seed() if seed is None else int(seed)
 
@@ -86,6 +126,7 @@ def _per_user_tail(df: pd.DataFrame, n_tail: np.ndarray) -> np.ndarray:
     return pos_from_end < n_tail
 
 
+@never_both_sides
 def random_per_user(ds: Dataset, test_fraction: float = 0.25, validation_fraction: float = 0.0,
                     seed: int | None = None) -> Split:
     """Hold out a random ``test_fraction`` of each user's interactions for test.
@@ -121,6 +162,7 @@ def _n_holdout(df: pd.DataFrame, fraction: float) -> np.ndarray:
     return np.minimum(np.round(n * fraction).astype(int), n - 1)
 
 
+@never_both_sides
 def temporal(ds: Dataset, test_fraction: float = 0.2, cutoff: int | None = None) -> Split:
     """Hold out everything after a point in time, for all users at once.
 
@@ -138,6 +180,7 @@ def temporal(ds: Dataset, test_fraction: float = 0.2, cutoff: int | None = None)
                  f"all interactions from {when} on held out for test (global temporal split)")
 
 
+@never_both_sides
 def leave_last_n(ds: Dataset, n: int = 1, validation_n: int = 0) -> Split:
     """Hold out each user's last ``n`` interactions for test (and the ``validation_n`` before
     them for validation). Users with no more than ``n + validation_n`` interactions stay
@@ -163,6 +206,7 @@ def leave_last_n(ds: Dataset, n: int = 1, validation_n: int = 0) -> Split:
                  if validation_n else None, desc)
 
 
+@never_both_sides
 def cold_start_users(ds: Dataset, fraction: float = 0.1, n_visible: int = 0,
                      seed: int | None = None) -> Split:
     """Hold out all interactions of a random ``fraction`` of users (new users).
@@ -171,6 +215,10 @@ def cold_start_users(ds: Dataset, fraction: float = 0.1, n_visible: int = 0,
     training: a user who has just signed up and rated a few items.
     """
     _check_fraction("fraction", fraction)
+    if isinstance(n_visible, bool) or not isinstance(n_visible, (int, np.integer)) \
+            or n_visible < 0:
+        raise ValueError(f"n_visible is how many first interactions of each new user stay in "
+                         f"training: a whole number of at least 0, got {n_visible!r}")
     seed = _seed(seed)
     users = ds.interactions["user_id"].unique()
     rng = np.random.default_rng(seed)
@@ -186,6 +234,7 @@ def cold_start_users(ds: Dataset, fraction: float = 0.1, n_visible: int = 0,
                  ds.with_interactions(df[test_mask].sort_index(), "test"), None, desc, seed)
 
 
+@never_both_sides
 def cold_start_items(ds: Dataset, fraction: float = 0.1, items=None,
                      seed: int | None = None) -> Split:
     """Hold out every interaction with a random ``fraction`` of the interacted items (or with
@@ -207,6 +256,7 @@ def cold_start_items(ds: Dataset, fraction: float = 0.1, items=None,
                  desc + f" for test (seed {seed})", seed)
 
 
+@never_both_sides
 def new_items(ds: Dataset) -> Split:
     """The demo world's item cold start: train on everything before its cutoff, test on the
     interactions with items released after it (which have no training data)."""

@@ -1,7 +1,9 @@
 """Shared fixtures: the demo world, and notebooks executed once per test session."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,8 +16,10 @@ for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_
             "PERSO_KIT_LLM_BUDGET_USD", "PERSO_KIT_LLM_TITLES_ONLY", "PERSO_KIT_LLM_PRICE_AS",
             "PERSO_KIT_LLM_TIMEOUT", "PERSO_KIT_EMBED_MODEL", "PERSO_KIT_DATASET"):
     os.environ.pop(var, None)
-# Downloads and LLM caches of a test session go to a fresh folder, never the user's cache.
+# Downloads and LLM caches of a test session go to a fresh folder, never the user's cache;
+# the folder is removed when the session's process ends.
 os.environ["PERSO_KIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="perso-kit-tests-")
+atexit.register(shutil.rmtree, os.environ["PERSO_KIT_CACHE_DIR"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"

@@ -175,7 +175,7 @@ def test_evaluate_rejects_bad_recommendations_and_k():
     twice = pd.DataFrame({"user_id": [1, 1], "item_id": [6, 6], "score": [1, 1], "rank": [1, 2]})
     with pytest.raises(ValueError, match="repeat an item"):
         pk.evaluate({"bad": Fixed(twice)}, s, k=2)
-    with pytest.raises(ValueError, match="k must be at least 1"):
+    with pytest.raises(ValueError, match="k must be a whole number of at least 1"):
         pk.evaluate({"pop": Popularity()}, s, k=0)
 
 

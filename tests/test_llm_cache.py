@@ -182,3 +182,105 @@ def test_an_invalid_answer_is_recorded_and_replayed_as_invalid(srv, tmp_path):
     again = replay.chat("Rank: [4] Heat (1995)", json_schema=schema)
     assert again.cached and again.error_kind == "invalid_json" and again.text == first.text
     assert replay.chat("Rank: [2] Fargo (1996)", json_schema=schema).error_kind == "replay_miss"
+
+
+# ------------------------------------------------------------------ read-only places
+@pytest.fixture()
+def read_only(tmp_path):
+    """A folder to fill, then make read-only with ``lock()`` (``chmod -R a-w``); write
+    permission is given back at teardown so the temp folder can be removed."""
+    folder = tmp_path / "handout"
+    folder.mkdir()
+
+    def lock():
+        for p in [folder, *folder.rglob("*")]:
+            p.chmod(p.stat().st_mode & ~0o222)
+
+    yield folder, lock
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(p.stat().st_mode | 0o200)
+
+
+def test_a_recording_replays_from_a_read_only_folder_and_nothing_is_written(read_only):
+    folder, lock = read_only
+    path = folder / "class.sqlite"
+    teacher = get_llm("offline", cache_path=str(path))   # the cache writes in WAL mode
+    answers = {q: teacher.chat(q).text for q in ("hello", "recommend a film")}
+    teacher.cache.close()
+    lock()
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    cache = ResponseCache(path, readonly=True)
+    assert not cache.broken and len(cache) == 2
+    with pytest.warns(RuntimeWarning, match="read-only"):
+        as_cache = ResponseCache(path)   # named as a (writable) cache: used read-only, said so
+    assert as_cache.readonly and not as_cache.broken
+    assert any("is read-only" in n and "not stored" in n for n in as_cache.notices)
+    key = request_key({"x": 1})
+    as_cache.put(key, {"text": "x"}, model="m", backend="b")   # a no-op, no error
+    assert as_cache.get(key) is None
+    for c in (cache, as_cache):
+        c.close()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no -wal, no -shm
+    assert sorted(answers) and all(answers.values())
+
+
+def test_the_shipped_recording_opens_from_a_read_only_folder(read_only):
+    from perso_kit import recording
+    folder, lock = read_only
+    copy = folder / "smollm2-135m.sqlite"
+    copy.write_bytes(recording.recording_path().read_bytes())
+    lock()
+    cache = ResponseCache(copy, readonly=True)
+    assert not cache.broken and len(cache) > 0
+    assert cache.models() and next(iter(cache.models())) == "SmolLM2-135M-Instruct"
+    cache.close()
+    assert [p.name for p in folder.iterdir()] == ["smollm2-135m.sqlite"]
+
+
+def test_cache_errors_say_what_is_wrong_and_the_kit_goes_on(read_only):
+    folder, lock = read_only
+    (folder / "notes.sqlite").write_bytes(b"a text file, not a database\n" * 100)
+    lock()
+    # a cache in a read-only folder: said plainly, no cache, calls still answered
+    with pytest.warns(RuntimeWarning, match="is read-only"):
+        llm = get_llm("offline", cache_path=str(folder / "new.sqlite"))
+    assert llm.cache.broken and "continuing without a cache" in llm.cache.broken
+    assert llm.chat("hello").ok
+    # a folder that cannot be created
+    with pytest.warns(RuntimeWarning, match="does not exist and cannot be created"):
+        llm = get_llm("offline", cache_path=str(folder / "sub" / "new.sqlite"))
+    assert llm.chat("hello").ok
+    # not a SQLite file: said so; in a read-only folder it is kept where it is
+    with pytest.warns(RuntimeWarning, match="not a SQLite file"):
+        llm = get_llm("offline", cache_path=str(folder / "notes.sqlite"))
+    assert llm.chat("hello").ok and "could not be moved aside" in llm.cache.broken
+    with pytest.warns(RuntimeWarning, match="not a SQLite file"):
+        replay = get_llm("replay", replay_path=str(folder / "notes.sqlite"), model="m")
+    assert "not a SQLite file" in replay.chat("hi").error
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.sqlite"]  # nothing moved or made
+
+
+def test_a_missing_recording_folder_is_named(tmp_path):
+    with pytest.warns(RuntimeWarning, match="does not exist"):
+        cache = ResponseCache(tmp_path / "nowhere" / "class.sqlite", readonly=True)
+    assert "does not exist" in cache.broken and "its folder" in cache.broken
+
+
+@pytest.mark.notebook
+def test_notebook_05_replays_from_a_read_only_folder_with_no_miss(read_only, monkeypatch):
+    from perso_kit import recording
+    from perso_kit.report import read_records
+    from perso_kit.tour import NOTEBOOK_DIR, run_notebook
+    folder, lock = read_only
+    copy = folder / "smollm2-135m.sqlite"
+    copy.write_bytes(recording.recording_path().read_bytes())
+    lock()
+    monkeypatch.setenv("PERSO_KIT_LLM_BACKEND", "replay")
+    monkeypatch.chdir(folder.parent)   # a relative path, from where the command runs
+    monkeypatch.setenv("PERSO_KIT_LLM_REPLAY", "handout/smollm2-135m.sqlite")
+    run = run_notebook(NOTEBOOK_DIR / "05_llm_basics_for_personalization.ipynb",
+                       folder.parent / "out")
+    assert run.status == "ok", run.error
+    rec = read_records(run.output)
+    assert rec["llm_calls"] > 0 and rec["llm_replay_misses"] == 0
+    assert [p.name for p in folder.iterdir()] == ["smollm2-135m.sqlite"]

@@ -215,8 +215,20 @@ def test_map_keeps_order_and_every_failure_beside_the_successes(srv):
     assert table.loc[0, "calls"] == 16 and table.loc[0, "errors"] == 3
 
 
-def test_keyboard_interrupt_keeps_completed_results(srv, tmp_path):
+@pytest.fixture()
+def sigint_raises():
+    """Ctrl-C raises KeyboardInterrupt during the test, even when the launcher (nohup, cron, a
+    background job, many CI runners) set SIGINT to ignored: ``_thread.interrupt_main`` does
+    nothing under an ignored SIGINT."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_keyboard_interrupt_keeps_completed_results(srv, tmp_path, sigint_raises):
     llm = make(srv, cache_path=str(tmp_path / "c.sqlite"), timeout_s=5)
+    assert llm.chat("warm up").ok   # first answers load modules: not part of the timing
     srv.plan("*", ["slow:0.25"] * 40)
     timer = threading.Timer(0.7, _thread.interrupt_main)
     timer.start()
@@ -240,3 +252,74 @@ def test_keyboard_interrupt_keeps_completed_results(srv, tmp_path):
     timer.cancel()
     assert len(info.value.replies) == 20 and any(r.ok for r in info.value.replies)
     time.sleep(0.6)
+
+
+# ------------------------------------------------------------------ the circuit breaker
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def breaker(monkeypatch):
+    """A fresh process breaker with a clock the test moves by hand."""
+    from perso_kit.llm import transport
+    now = [0.0]
+    b = transport.CircuitBreaker(threshold=3, cooldown_s=30.0, clock=lambda: now[0])
+    monkeypatch.setattr(transport, "BREAKER", b)
+    return b, now
+
+
+def test_an_unreachable_server_opens_the_breaker_and_later_calls_fail_at_once(breaker, waits):
+    _, now = breaker
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    llm = get_llm("compatible", base_url=url, model="m", cache_path="off", backoff_s=0.01,
+                  max_retries=4)
+    first = llm.chat("hello")
+    # three connection failures in a row, not the five attempts the retries allow
+    assert first.error_kind == "connection" and first.attempts == 3 and len(waits) == 2
+    assert url in first.error and "fail at once" in first.error
+    assert "check that a server is running at " + url in first.error
+    replies = llm.map([f"q {i}" for i in range(10)], concurrency=4, progress=False)
+    assert all(r.error_kind == "connection" and r.attempts == 0 for r in replies)
+    assert all(r.error.startswith(f"not sent: {url} could not be reached") for r in replies)
+    assert len(waits) == 2  # nothing more was tried
+    assert llm.usage_table().loc[0, "errors"] == 11  # counted as failed calls
+    now[0] = 31.0  # after the cool-down, one more try (which fails once and reopens)
+    again = llm.chat("hello again")
+    assert again.attempts == 1 and "fail at once" in again.error
+    assert llm.chat("and again").attempts == 0
+
+
+def test_a_reachable_server_never_opens_the_breaker(breaker, srv, waits):
+    b, _ = breaker
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    dead = get_llm("compatible", base_url=url, model="m", cache_path="off", backoff_s=0.01)
+    assert dead.chat("x").attempts == 3
+    llm = make(srv, max_retries=4)  # another URL: its own count
+    srv.plan("down", ["500"] * 5)
+    r = llm.chat("down")
+    assert r.error_kind == "server" and r.attempts == 5   # HTTP errors are answers: retried
+    assert llm.chat("up").ok and b.refusal(srv.base_url.rstrip("/")) is None
+    b.success(url)  # the server came back: the next call is sent again
+    assert dead.chat("y").attempts == 3
+
+
+def test_the_interrupt_test_passes_when_sigint_is_ignored_by_the_launcher(tmp_path):
+    """Run the test above in a child process started with SIGINT ignored (as ``nohup ... &``
+    does); it must pass there too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
+         str(tmp_path / "t"), f"{__file__}::test_keyboard_interrupt_keeps_completed_results"],
+        capture_output=True, text=True, timeout=600, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert child.returncode == 0, child.stdout[-2000:] + child.stderr[-2000:]
+    assert "1 passed" in child.stdout

@@ -300,25 +300,42 @@ def test_http_error_leaves_nothing(server, tmp_path):
     assert cache_files(tmp_path) == []
 
 
-def test_corrupt_cached_zip_is_removed_and_downloaded_again(server, tmp_path):
+def test_corrupt_cached_zip_is_kept_aside_and_downloaded_again(server, tmp_path):
     folder = tmp_path / "movielens"
     folder.mkdir()
     (folder / "ml-100k.zip").write_bytes(server.body[:100])            # an old partial copy
     (folder / ".ml-100k.zip.abc.part").write_bytes(b"left by a killed process")
-    with pytest.warns(UserWarning, match="corrupt or incomplete.*downloading it again"):
+    with pytest.warns(UserWarning, match="corrupt or incomplete.*kept it as .*downloading it "
+                                         "again"):
         ds = ml.load_movielens("ml-100k", cache_dir=tmp_path)
     assert ds.n_items == 6 and len(server.requests) == 1
-    assert cache_files(tmp_path) == ["ml-100k.zip"]
+    aside = f"ml-100k.zip.not-grouplens-{hashlib.md5(server.body[:100]).hexdigest()[:12]}"
+    assert cache_files(tmp_path) == ["ml-100k.zip", aside]
+    assert (folder / aside).read_bytes() == server.body[:100]            # never deleted
 
 
-def test_corrupt_cached_zip_without_download_is_removed_and_reported(server, tmp_path):
+def test_corrupt_cached_zip_without_download_is_kept_and_reported(server, tmp_path):
     folder = tmp_path / "movielens"
     folder.mkdir()
     (folder / "ml-100k.zip").write_bytes(b"not a zip")
-    with pytest.warns(UserWarning, match="has been removed"), \
-            pytest.raises(FileNotFoundError, match="download=False"):
+    with pytest.raises(ml.DataFileError, match="cannot be read.*not a complete zip.*left where "
+                                               "it is"):
         ml.load_movielens("ml-100k", cache_dir=tmp_path, download=False)
-    assert cache_files(tmp_path) == [] and server.requests == []
+    assert cache_files(tmp_path) == ["ml-100k.zip"] and server.requests == []
+
+
+def test_hand_placed_zip_with_another_checksum_is_kept_and_used(server, tmp_path):
+    folder = tmp_path / "movielens"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "ml-100k.zip", "w") as z:  # the same files, stored: other MD5
+        for f in sorted((FIXTURES / "ml-100k").iterdir()):
+            z.write(f, f"ml-100k/{f.name}")
+    for download in (False, True):
+        with pytest.warns(UserWarning, match="not the file GroupLens publishes.*reading it "
+                                             "anyway"):
+            ds = ml.load_movielens("ml-100k", cache_dir=tmp_path, download=download)
+        assert ds.n_items == 6
+    assert cache_files(tmp_path) == ["ml-100k.zip"] and server.requests == []
 
 
 def test_no_network_error_names_url_md5_and_what_to_do(tmp_path, monkeypatch):
@@ -367,3 +384,116 @@ def test_real_ml_latest_small():
     assert it.loc[171749, "year"] == 2006 and it.loc[171749, "genres"] == ()
     assert it["year"].isna().sum() == 12
     assert sorted(set(ds.interactions["rating"].unique())) == [0.5 * k for k in range(1, 11)]
+
+
+# ------------------------------------------------------------------------------ bad files
+def copy_release(name: str, tmp_path: Path) -> Path:
+    """A writable copy of a fixture release, in ``<tmp>/data/<name>/``; returns ``<tmp>/data``."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES / name, data / name)
+    return data
+
+
+def load_bad(name, data):
+    return ml.load_movielens(name, data_dir=data, cache_dir=data.parent / "cache",
+                             download=False)
+
+
+@pytest.mark.parametrize("name, file, change, expected", [
+    ("ml-100k", "u.data", lambda t: t.replace("\n", "\n1\t2\t3\n", 1),
+     r"u\.data, line 2: 3 fields where 4 belong: '1\\t2\\t3'"),
+    ("ml-100k", "u.data", lambda t: "196\t242\tfive\t881250949\n" + t,
+     r"u\.data, line 1: field 3 \('five'\) is not a number"),
+    ("ml-100k", "u.user", lambda t: t + "x|y\n", r"u\.user, line \d+: 2 fields where 5 belong"),
+    ("ml-1m", "movies.dat", lambda t: t + "a title without an id\n",
+     r"movies\.dat, line \d+: not 'id::title::genres'"),
+    ("ml-1m", "ratings.dat", lambda t: "1::2::3\n" + t,
+     r"ratings\.dat, line 1: 5 fields where 7 belong"),
+    ("ml-latest-small", "ratings.csv", lambda t: t + "1,2,not-a-rating,5\n",
+     r"ratings\.csv, line \d+: field 3 \('not-a-rating'\) is not a number"),
+    ("ml-100k", "u.data", lambda t: "", r"u\.data is empty"),
+])
+def test_a_malformed_file_names_the_file_the_line_and_the_fix(name, file, change, expected,
+                                                               tmp_path):
+    data = copy_release(name, tmp_path)
+    path = data / name / file
+    text = path.read_text(encoding="latin-1")
+    path.write_text(change(text), encoding="latin-1")
+    with pytest.raises(ml.DataFileError, match=expected) as err:
+        load_bad(name, data)
+    assert str(path) in str(err.value) and f"{name}.zip (MD5 " in str(err.value)
+    assert path.exists()  # the user's file is never touched
+
+
+def test_a_utf8_u_item_is_detected_as_well_as_the_published_latin1(tmp_path):
+    latin = load_bad("ml-100k", copy_release("ml-100k", tmp_path / "latin"))
+    data = copy_release("ml-100k", tmp_path / "utf8")
+    item = data / "ml-100k" / "u.item"
+    item.write_text(item.read_text(encoding="latin-1"), encoding="utf-8")
+    assert item.read_bytes() != (FIXTURES / "ml-100k" / "u.item").read_bytes()
+    utf8 = load_bad("ml-100k", data)
+    title = latin.items.set_index("item_id").loc[20, "title"]
+    assert title == "Café Lumière, Le (Lumière du café) (1996)"
+    assert utf8.items.set_index("item_id").loc[20, "title"] == title   # no "CafÃ©"
+    pd.testing.assert_frame_equal(utf8.items, latin.items)
+
+
+def test_a_latin1_file_in_a_utf8_release_names_the_line(tmp_path):
+    data = copy_release("ml-latest-small", tmp_path)
+    movies = data / "ml-latest-small" / "movies.csv"
+    text = movies.read_text(encoding="utf-8")
+    assert not text.isascii()
+    latin = text.encode("latin-1", errors="replace")
+    movies.write_bytes(latin)
+    bad_line = next(n for n, line in enumerate(latin.splitlines(), 1) if not line.isascii())
+    with pytest.raises(ml.DataFileError, match=rf"movies\.csv, line {bad_line}: not UTF-8 text "
+                                               r"\(byte 0x..\).*save the file as UTF-8"):
+        load_bad("ml-latest-small", data)
+
+
+def test_truncated_and_corrupt_zips_name_the_file_and_are_kept(tmp_path):
+    zipped = make_zip("ml-100k", tmp_path)
+    body = zipped.read_bytes()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "ml-100k.zip").write_bytes(body[: len(body) // 2])                # truncated
+    with pytest.warns(UserWarning, match="MD5 differs"), \
+            pytest.raises(ml.DataFileError, match=r"ml-100k\.zip is not a complete zip file"):
+        load_bad("ml-100k", data)
+    # a flipped byte inside a compressed member: the zip opens, the member does not
+    with zipfile.ZipFile(zipped) as z:
+        info = z.getinfo("ml-100k/u.data")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 5
+    (data / "ml-100k.zip").write_bytes(body[:start] + bytes([body[start] ^ 0xFF])
+                                       + body[start + 1:])
+    with pytest.warns(UserWarning, match="MD5 differs"), \
+            pytest.raises(ml.DataFileError, match=r"ml-100k\.zip:ml-100k/u\.data is damaged "
+                                                  r"inside the zip.*Fix: replace it"):
+        load_bad("ml-100k", data)
+    assert (data / "ml-100k.zip").stat().st_size == len(body)   # kept
+
+
+def test_an_empty_data_folder_and_no_network_say_both(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(ml, "BASE_URL", f"http://127.0.0.1:{port}/")
+    monkeypatch.setenv("PERSO_KIT_DATA_DIR", str(empty))
+    with pytest.raises(ml.DownloadError, match=rf"{empty} \(PERSO_KIT_DATA_DIR or data_dir\) "
+                                               r"holds no ml-100k files.*no network"):
+        ml.load_movielens("ml-100k", cache_dir=tmp_path / "cache")
+
+
+def test_fetch_offline_prints_one_clean_message(tmp_path, monkeypatch, capsys):
+    from perso_kit.__main__ import main
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(ml, "BASE_URL", f"http://127.0.0.1:{port}/")
+    monkeypatch.setenv("PERSO_KIT_CACHE_DIR", str(tmp_path))
+    assert main(["fetch", "ml-100k"]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith("error: could not reach") and "Traceback" not in out.err + out.out
+    assert "PERSO_KIT_DATA_DIR" in out.err and out.out == ""

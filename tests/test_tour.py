@@ -1,8 +1,14 @@
 """The headless tour: every notebook runs, a failure is reported with its cell, the rest go on."""
 from __future__ import annotations
 
-import nbformat
+import json
+import os
 
+import nbformat
+import pytest
+import pandas as pd
+
+from perso_kit.report import read_records
 from perso_kit.tour import run_tour
 
 
@@ -27,3 +33,118 @@ def test_tour_reports_a_failing_cell_and_runs_the_rest(tmp_path):
     executed = (tmp_path / "out" / "01_ok.ipynb").read_text()
     assert "small" in executed  # the parameter passed through
     assert (tmp_path / "out" / "03_after.html").exists()
+
+
+def recording_notebook(path, calls, failed, invalid_json=0, misses=0):
+    """A notebook that records a session summary with these counts, as Act-3 notebooks do."""
+    write(path, "SMALL = False",
+          "from perso_kit.report import record\n"
+          f"record(llm_calls={calls}, llm_failed={failed}, llm_invalid_json={invalid_json}, "
+          f"llm_replay_misses={misses})")
+
+
+def test_a_notebook_whose_llm_calls_mostly_failed_is_marked_failed(tmp_path):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    recording_notebook(src / "05_unreachable.ipynb", calls=12, failed=12)
+    recording_notebook(src / "06_misses.ipynb", calls=10, failed=6, misses=6)
+    # controls: a few failures, and invalid JSON answers (a small model's, still answers)
+    recording_notebook(src / "07_some.ipynb", calls=10, failed=4)
+    recording_notebook(src / "08_bad_json.ipynb", calls=10, failed=9, invalid_json=9)
+    write(src / "09_no_llm.ipynb", "SMALL = False", "x = 1")
+    summary = run_tour(tmp_path / "out", folder=src, html=False).set_index("notebook")
+    assert summary["status"].tolist() == ["failed", "failed", "ok", "ok", "ok"]
+    assert summary.loc["05_unreachable.ipynb", "error"].startswith("12 of 12 LLM calls failed")
+    assert summary.loc["06_misses.ipynb", "llm_replay_misses"] == 6
+    assert "6 replay misses): the recording lacks" in summary.loc["06_misses.ipynb", "error"]
+    assert summary.loc["07_some.ipynb", "llm_failed"] == 4
+    assert summary.loc["07_some.ipynb", "error"] == ""
+    assert pd.isna(summary.loc["09_no_llm.ipynb", "llm_calls"])
+
+
+def test_only_takes_commas_and_spaces_and_demo_only_notebooks_are_skipped(tmp_path):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    for n in ("01", "02", "03", "04"):
+        write(src / f"{n}_nb.ipynb", "DATASET = 'demo'", "print(DATASET)")
+    write(src / "09_demo_only.ipynb", "DATASET = 'demo'",
+          'if DATASET != "demo":\n    raise ValueError("needs the demo world")')
+    summary = run_tour(tmp_path / "out", folder=src, html=False, only=["01,02", "09"],
+                       parameters={"DATASET": "planted"})
+    assert summary["notebook"].tolist() == ["01_nb.ipynb", "02_nb.ipynb", "09_demo_only.ipynb"]
+    assert summary["status"].tolist() == ["ok", "ok", "skipped"]
+    assert summary["error"][2].startswith("needs the demo world")
+    assert not (tmp_path / "out" / "09_demo_only.ipynb").exists()   # not run at all
+    # on the demo world the same notebook runs
+    summary = run_tour(tmp_path / "out", folder=src, html=False, only="09")
+    assert summary["status"].tolist() == ["ok"]
+
+
+def test_each_run_writes_an_index_naming_its_options_and_what_it_replaced(tmp_path):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    write(src / "01_a.ipynb", "SMALL = False", "x = 1")
+    write(src / "02_b.ipynb", "SMALL = False", "x = 2")
+    out = tmp_path / "out"
+    run_tour(out, folder=src, parameters={"SMALL": True}, only="01")
+    page = (out / "index.html").read_text()
+    assert '<a href="01_a.html">01_a.ipynb</a>' in page and "SMALL=True" in page
+    assert "02_b" not in page and "replace" not in page
+    run_tour(out, folder=src, html=False, options={"dataset": "demo"})
+    page = (out / "index.html").read_text()
+    assert '<a href="02_b.ipynb">02_b.ipynb</a>' in page and "dataset=demo" in page
+    assert "replace those of the run of" in page and "SMALL" in page  # the run it replaced
+    facts = json.loads((out / "tour.json").read_text())
+    assert facts["options"] == {"dataset": "demo"} and len(facts["notebooks"]) == 2
+
+
+def test_relative_llm_paths_mean_the_folder_the_command_ran_in(tmp_path, monkeypatch):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    write(src / "01_env.ipynb", "SMALL = False",
+          "import os\nfrom perso_kit.report import record\n"
+          "record(cache=os.environ['PERSO_KIT_LLM_CACHE'], cwd=os.getcwd())")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PERSO_KIT_LLM_CACHE", "class.sqlite")
+    run_tour(tmp_path / "out", folder=src, html=False)
+    rec = read_records(tmp_path / "out" / "01_env.ipynb")
+    assert rec["cache"] == str(tmp_path / "class.sqlite") and rec["cwd"] == str(src)
+    assert os.environ["PERSO_KIT_LLM_CACHE"] == "class.sqlite"  # the parent's is unchanged
+
+
+def test_the_tour_command_exits_non_zero_on_a_failure_and_says_how_to_open_it(
+        tmp_path, monkeypatch, capfd):
+    from perso_kit import __main__, tour
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    recording_notebook(src / "01_ok.ipynb", calls=2, failed=0)
+    recording_notebook(src / "02_down.ipynb", calls=4, failed=4)
+    monkeypatch.setattr(tour, "NOTEBOOK_DIR", src)
+    out = tmp_path / "out"
+    assert __main__.main(["tour", "--no-html", "--out", str(out), "--only", "01"]) == 0
+    assert __main__.main(["tour", "--no-html", "--out", str(out), "--only", "01,02"]) == 1
+    printed = capfd.readouterr()
+    assert f"open {out / 'index.html'}" in printed.out and "4 of 4 LLM calls failed" in printed.out
+    assert "without encryption" not in printed.err   # the kernels' transport warning is silenced
+
+
+@pytest.mark.notebook
+def test_notebook_05_against_a_closed_port_is_marked_failed(tmp_path, monkeypatch, capsys):
+    """The circuit breaker makes every call after the third connection failure fail at once,
+    so the notebook ends soon; the tour counts its failed calls and exits non-zero."""
+    import socket
+
+    from perso_kit import __main__
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("PERSO_KIT_LLM_MODEL", "a-model")
+    out = tmp_path / "out"
+    assert __main__.main(["tour", "--only", "05", "--small", "--no-html", "--out", str(out)]) == 1
+    facts = json.loads((out / "tour.json").read_text())
+    row = facts["notebooks"][0]
+    assert row["status"] == "failed" and row["llm_failed"] > row["llm_calls"] / 2
+    assert "LLM calls failed" in row["error"] and "can be reached" in row["error"]
+    page = (out / "05_llm_basics_for_personalization.ipynb").read_text()
+    assert f"127.0.0.1:{port}" in page  # the banner names the server

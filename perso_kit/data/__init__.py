@@ -23,7 +23,7 @@ def load_dataset(name: str | None = None, **kwargs) -> Dataset:
     """
     from .. import config
 
-    name = name or config.default_dataset()
+    name = config.default_dataset() if name is None else name  # "" is a mistake, not "demo"
     if name == "demo":
         from .demo import make_world
         return make_world(**kwargs).dataset

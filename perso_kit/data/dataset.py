@@ -26,6 +26,7 @@ Example
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Iterable
@@ -220,6 +221,22 @@ class Dataset:
         return view
 
 
+def collapse_duplicates(inter: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One row per (user, item) pair: the latest (largest ``timestamp``, the last given among
+    equal ones), with a ``count`` column; returns it and how many rows were dropped. A frame
+    without duplicate pairs comes back unchanged (no ``count`` column)."""
+    dup = inter.duplicated(["user_id", "item_id"], keep=False)
+    if not dup.any():
+        return inter, 0
+    order = inter.assign(_row=np.arange(len(inter))).sort_values(["timestamp", "_row"],
+                                                                  kind="stable")
+    counts = order.groupby(["user_id", "item_id"], sort=False)["_row"].transform("size")
+    order["count"] = counts.to_numpy()
+    latest = order[~order.duplicated(["user_id", "item_id"], keep="last")]
+    latest = latest.sort_values("_row").drop(columns="_row")
+    return latest, len(inter) - len(latest)
+
+
 def make_dataset(name: str, interactions: pd.DataFrame, items: pd.DataFrame,
                  users: pd.DataFrame | None = None, description: str = "",
                  meta: dict | None = None) -> Dataset:
@@ -228,12 +245,33 @@ def make_dataset(name: str, interactions: pd.DataFrame, items: pd.DataFrame,
     ``rating`` defaults to 1.0 and ``timestamp`` to 0 when missing; ``genres`` may be given as
     tuples, lists or ``"A|B"`` strings; ``description`` defaults to ``""``; ``users`` defaults to
     the users seen in ``interactions``.
+
+    **Duplicate (user, item) pairs** are collapsed to one row, so that no split can put one pair
+    on both sides: the *latest* row is kept (largest ``timestamp``; the last given among equal
+    ones), and a ``count`` column says how many rows each pair had. A warning says how many rows
+    were collapsed, and ``meta["duplicates_collapsed"]`` keeps the number. Data with no duplicate
+    pair (the demo world, MovieLens) is left as it is, without a ``count`` column.
+
+    >>> import warnings
+    >>> rows = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [7, 7, 7],
+    ...                      "rating": [2.0, 5.0, 3.0], "timestamp": [10, 20, 15]})
+    >>> with warnings.catch_warnings(record=True):
+    ...     ds = make_dataset("d", rows, pd.DataFrame({"item_id": [7], "title": ["x"],
+    ...                                                "genres": [()]}))
+    >>> ds.interactions[["user_id", "rating", "count"]].values.tolist(), ds.meta
+    ([[1.0, 5.0, 2.0], [2.0, 3.0, 1.0]], {'duplicates_collapsed': 1})
     """
     inter = interactions.copy()
     if "rating" not in inter:
         inter["rating"] = 1.0
     if "timestamp" not in inter:
         inter["timestamp"] = 0
+    inter, collapsed = collapse_duplicates(inter)
+    if collapsed:
+        meta = {**(meta or {}), "duplicates_collapsed": collapsed}
+        warnings.warn(f"{name}: {collapsed:,} duplicate (user, item) rows collapsed into the "
+                      "latest row of each pair (the 'count' column says how many rows each pair "
+                      "had)", UserWarning, stacklevel=2)
     inter = inter[INTERACTION_COLUMNS + [c for c in inter.columns
                                          if c not in INTERACTION_COLUMNS]]
     inter["rating"] = inter["rating"].astype(np.float32)

@@ -21,9 +21,20 @@ Where the files come from, first match wins:
 3. A download of ``https://files.grouplens.org/datasets/movielens/<name>.zip`` into the cache,
    once. The file is written under a temporary name and renamed only after its MD5 matches the
    one GroupLens publishes, so an interrupted or corrupt download never leaves a file that a
-   later run would trust. A cached zip whose MD5 is wrong is removed and downloaded again.
+   later run would trust.
+
+A zip whose MD5 differs from GroupLens's is never deleted: one that reads (a copy put there by
+hand, say) is used with a warning; one that cannot be read is renamed
+``<name>.zip.not-grouplens-<md5>`` (kept, and reported) and the release downloaded again, or,
+with no download, reported where it lies.
 
 Zips are read directly, without extracting them.
+
+**Bad files.** A malformed line, a truncated or corrupt zip and a file that is not text in the
+expected encoding raise :class:`DataFileError`: one message naming the file, the line (where there
+is one) and the fix. Encodings are detected: ml-100k and ml-1m are published in Latin-1, but
+UTF-8 copies circulate, so a file that is valid UTF-8 with non-ASCII characters is read as UTF-8
+(Latin-1 text with accents is practically never valid UTF-8); ml-latest-small is UTF-8 only.
 
 Choices the loaders make, the same for the three releases:
 
@@ -61,6 +72,7 @@ import os
 import tempfile
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO
 
@@ -110,6 +122,10 @@ class DownloadError(RuntimeError):
     """A MovieLens download failed; the message says why and how to place the file by hand."""
 
 
+class DataFileError(ValueError):
+    """A MovieLens file that cannot be read; the message names the file, the line and the fix."""
+
+
 # ------------------------------------------------------------------------------ public API
 def load_movielens(name: str, data_dir=None, cache_dir=None, download: bool = True) -> Dataset:
     """Load a MovieLens release as a :class:`~perso_kit.data.dataset.Dataset`.
@@ -140,7 +156,7 @@ def load_movielens(name: str, data_dir=None, cache_dir=None, download: bool = Tr
     ['Toy Story (1995)', 1995, ('Adventure', 'Animation', 'Children', 'Comedy', 'Fantasy')]
     """
     _check_name(name)
-    source = _Source(find_movielens(name, data_dir, cache_dir, download))
+    source = _Source(find_movielens(name, data_dir, cache_dir, download), name)
     with source:
         if name == "ml-100k":
             interactions, items, users = _parse_100k(source)
@@ -187,14 +203,50 @@ def find_movielens(name: str, data_dir=None, cache_dir=None, download: bool = Tr
         found = _md5(cached)
         if found == md5:
             return cached
-        cached.unlink(missing_ok=True)
-        warnings.warn(f"{cached} was corrupt or incomplete (MD5 {found}, expected {md5}) and "
-                      f"has been removed" + ("; downloading it again." if download else "."),
-                      stacklevel=2)
+        problem = _zip_problem(cached, required)
+        if problem is None:   # a copy put there by hand, which reads: kept and used
+            warnings.warn(f"{cached} is not the file GroupLens publishes (MD5 {found}, expected "
+                          f"{md5}); reading it anyway, numbers may differ from the kit's.",
+                          stacklevel=2)
+            return cached
+        if not download:
+            raise DataFileError(f"{cached} cannot be read ({problem}; MD5 {found}, expected "
+                                f"{md5}); it was left where it is.\n{_by_hand(name, cached.parent)}")
+        aside = _set_aside(cached, found)
+        warnings.warn(f"{cached} was corrupt or incomplete ({problem}; MD5 {found}, expected "
+                      f"{md5}); kept it as {aside.name} and downloading it again.", stacklevel=2)
     if download:
-        return download_movielens(name, cache_dir)
+        try:
+            return download_movielens(name, cache_dir)
+        except DownloadError as e:
+            if folder is not None:
+                raise DownloadError(f"{folder} (PERSO_KIT_DATA_DIR or data_dir) holds no {name} "
+                                    f"files ({', '.join(required)} or {name}.zip), and {e}") \
+                    from None
+            raise
     raise FileNotFoundError(f"no copy of {name} found (looked for {', '.join(map(str, looked))})"
                             f" and download=False.\n{_by_hand(name, cached.parent)}")
+
+
+def _zip_problem(path: Path, required) -> str | None:
+    """Why ``path`` is not a readable zip of a release (None when it is one)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = {m.rsplit("/", 1)[-1] for m in z.namelist()}
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        return f"not a complete zip file: {e}"
+    if bad is not None:
+        return f"{bad} is damaged inside the zip"
+    missing = [f for f in required if f not in names]
+    return f"it holds no {', '.join(missing)}" if missing else None
+
+
+def _set_aside(path: Path, md5: str) -> Path:
+    """Rename a zip that is not GroupLens's out of the way (kept, never deleted)."""
+    aside = path.with_name(f"{path.name}.not-grouplens-{md5[:12]}")
+    os.replace(path, aside)
+    return aside
 
 
 def download_movielens(name: str, cache_dir=None) -> Path:
@@ -213,8 +265,13 @@ def download_movielens(name: str, cache_dir=None) -> Path:
     target = folder / f"{name}.zip"
     url = f"{BASE_URL}{name}.zip"
     with FileLock(str(folder / f".{name}.zip.lock")):      # one download at a time per file
-        if target.is_file() and _md5(target) == md5:
-            return target
+        if target.is_file():
+            found = _md5(target)
+            if found == md5:
+                return target
+            aside = _set_aside(target, found)   # someone's file: kept
+            warnings.warn(f"{target} is not the file GroupLens publishes (MD5 {found}); kept it "
+                          f"as {aside.name}", stacklevel=2)
         for stale in folder.glob(f".{name}.zip.*.part"):    # left by a killed process
             stale.unlink(missing_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.zip.", suffix=".part")
@@ -296,17 +353,19 @@ def _md5(path: Path) -> str:
 
 
 class _Source:
-    """Opens a release's files by name, from an extracted folder or straight from the zip."""
+    """Opens a release's files by name, from an extracted folder or straight from the zip, and
+    turns what can go wrong into a :class:`DataFileError` naming the file and the fix."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, name: str = ""):
         self.path = path
+        self.name = name or path.name.removesuffix(".zip")
         self.zip = None
         if path.is_file():
             try:
                 self.zip = zipfile.ZipFile(path)
-            except zipfile.BadZipFile as e:
-                raise ValueError(f"{path} is not a valid zip file; delete it and download "
-                                 f"{BASE_URL}{path.name} again.") from e
+            except (zipfile.BadZipFile, OSError, EOFError) as e:
+                raise DataFileError(f"{path} is not a complete zip file ({e}). "
+                                    f"{self.fix()}") from None
             self.members = {m.rsplit("/", 1)[-1]: m for m in self.zip.namelist()
                             if not m.endswith("/") and "__MACOSX" not in m}
 
@@ -317,23 +376,112 @@ class _Source:
         if self.zip is not None:
             self.zip.close()
 
+    def fix(self) -> str:
+        """What to do about a bad file of this release."""
+        if self.name in RELEASES:
+            return (f"Fix: replace it with the file GroupLens publishes: {BASE_URL}{self.name}"
+                    f".zip (MD5 {RELEASES[self.name][0]}), as a zip or extracted.")
+        return "Fix: replace it with the file GroupLens publishes."
+
+    def where(self, file: str) -> str:
+        """The file as a reader would find it: ``<zip>:<member>`` or its path."""
+        return f"{self.path}:{self.members.get(file, file)}" if self.zip is not None \
+            else str(self.path / file)
+
     def has(self, file: str) -> bool:
         return file in self.members if self.zip is not None else (self.path / file).is_file()
 
-    def open(self, file: str):
+    def read_bytes(self, file: str) -> bytes:
         if self.zip is None:
-            return self.path / file
+            try:
+                return (self.path / file).read_bytes()
+            except FileNotFoundError:
+                raise DataFileError(f"{self.path} has no {file}. {self.fix()}") from None
         if file not in self.members:
-            raise FileNotFoundError(f"{self.path} has no {file}; is it the right MovieLens zip?")
-        return io.BytesIO(self.zip.read(self.members[file]))
+            raise DataFileError(f"{self.path} has no {file}; is it the right MovieLens zip? "
+                                f"{self.fix()}")
+        try:
+            return self.zip.read(self.members[file])
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+            raise DataFileError(f"{self.where(file)} is damaged inside the zip ({e}). "
+                                f"{self.fix()}") from None
+
+    def text(self, file: str, encoding: str = "latin-1") -> str:
+        """The file as text. ``encoding`` is the one GroupLens publishes; a Latin-1 file that is
+        valid UTF-8 with non-ASCII characters is a UTF-8 copy, read as such."""
+        data = self.read_bytes(file)
+        try:
+            text = data.decode("utf-8")
+            if encoding == "utf-8" or not text.isascii():
+                return text
+        except UnicodeDecodeError as e:
+            if encoding == "utf-8":
+                line = data[:e.start].count(b"\n") + 1
+                raise DataFileError(f"{self.where(file)}, line {line}: not UTF-8 text (byte "
+                                    f"0x{data[e.start]:02x}); this release is UTF-8. Fix: save "
+                                    f"the file as UTF-8, or {self.fix()[5:]}") from None
+        return data.decode(encoding)
+
+    def open(self, file: str, encoding: str = "latin-1") -> io.StringIO:
+        return io.StringIO(self.text(file, encoding))
+
+    def table(self, file: str, names, dtype, sep="|", encoding="latin-1", usecols=None,
+              header=None, **kwargs) -> pd.DataFrame:
+        """Parse a separated file; a line that does not parse is named in the error."""
+        text = self.text(file, encoding)
+        if not text.strip():
+            raise DataFileError(f"{self.where(file)} is empty. {self.fix()}")
+        try:
+            return pd.read_csv(io.StringIO(text), sep=sep, header=header, names=names,
+                               dtype=dtype, usecols=usecols, quoting=csv.QUOTE_NONE,
+                               keep_default_na=False, **kwargs)
+        except pd.errors.EmptyDataError:
+            raise DataFileError(f"{self.where(file)} is empty. {self.fix()}") from None
+        except (ValueError, TypeError, OverflowError) as e:  # ParserError is a ValueError
+            raise self.bad_line(file, text, sep, names, dtype, header, e) from None
+
+    def bad_line(self, file: str, text: str, sep: str, names, dtype, header, error
+                 ) -> DataFileError:
+        """The error naming the first line of ``text`` that does not fit ``names``/``dtype``."""
+        found = _first_bad_line(text, sep, names, dtype, skip=0 if header is None else 1)
+        if found is None:
+            return DataFileError(f"{self.where(file)} cannot be read ({error}). {self.fix()}")
+        number, line, what = found
+        return DataFileError(f"{self.where(file)}, line {number}: {what}: {line[:100]!r}. "
+                             f"{self.fix()} (Or correct that line.)")
+
+
+def _first_bad_line(text: str, sep: str, names, dtype, skip: int = 0
+                    ) -> tuple[int, str, str] | None:
+    r"""``(line number, line, what is wrong)`` of the first line with the wrong number of fields
+    or a non-number where a number belongs; None when every line looks right.
+
+    >>> _first_bad_line("1\t2\n3\tx\n", "\t", ["a", "b"], {"a": int, "b": int})
+    (2, '3\tx', "field 2 ('x') is not a number")
+    """
+    numeric = [] if not isinstance(dtype, dict) else [
+        names.index(k) if k in names else k for k, t in dtype.items()
+        if t is not str and (not isinstance(t, str) or t != "str")]
+    for number, line in enumerate(text.splitlines(), start=1):
+        if number <= skip or not line.strip():
+            continue
+        fields = line.split(sep)
+        if len(fields) != len(names):
+            return number, line, f"{len(fields)} fields where {len(names)} belong"
+        for pos in numeric:
+            if isinstance(pos, int) and pos < len(fields):
+                try:
+                    float(fields[pos])
+                except ValueError:
+                    return number, line, f"field {pos + 1} ({fields[pos]!r}) is not a number"
+    return None
 
 
 # ------------------------------------------------------------------------------ parsers
 def _read(source: _Source, file: str, names, dtype, sep="|", encoding="latin-1",
           usecols=None, **kwargs) -> pd.DataFrame:
-    return pd.read_csv(source.open(file), sep=sep, header=None, names=names, dtype=dtype,
-                       encoding=encoding, usecols=usecols, quoting=csv.QUOTE_NONE,
-                       keep_default_na=False, **kwargs)
+    return source.table(file, names, dtype, sep=sep, encoding=encoding, usecols=usecols,
+                        **kwargs)
 
 
 def _year_from_title(titles: pd.Series) -> pd.Series:
@@ -378,10 +526,17 @@ def _parse_1m(source: _Source):
                                                           4: np.float32, 6: np.int64},
                   sep=":", usecols=[0, 2, 4, 6])
     inter.columns = list(_INTERACTION_DTYPES)
-    lines = source.open("movies.dat")
-    text = (lines.read_bytes() if isinstance(lines, Path) else lines.read()).decode("latin-1")
+    text = source.text("movies.dat")
     parts = pd.Series(text.splitlines()).loc[lambda s: s.str.strip() != ""]
     items = parts.str.split("::", n=2, expand=True, regex=False)
+    if items.shape[1] != 3 or items.isna().any().any() \
+            or not items[0].str.strip().str.isdigit().all():
+        bad = (items.isna().any(axis=1) if items.shape[1] == 3 else parts.notna()) \
+            | ~items[0].str.strip().str.isdigit()
+        number = int(bad.idxmax()) + 1
+        raise DataFileError(f"{source.where('movies.dat')}, line {number}: not "
+                            f"'id::title::genres': {parts[number - 1][:100]!r}. "
+                            f"{source.fix()} (Or correct that line.)")
     items.columns = ["item_id", "title", "genres"]
     items["item_id"] = items["item_id"].astype(np.int64)
     items["title"] = items["title"].str.strip()
@@ -396,19 +551,22 @@ def _parse_1m(source: _Source):
 
 
 def _parse_latest(source: _Source):
-    inter = pd.read_csv(source.open("ratings.csv"),
-                        dtype={"userId": np.int64, "movieId": np.int64, "rating": np.float32,
-                               "timestamp": np.int64})
-    inter.columns = list(_INTERACTION_DTYPES)
-    items = pd.read_csv(source.open("movies.csv"), encoding="utf-8", keep_default_na=False,
-                        dtype={"movieId": np.int64, "title": str, "genres": str})
+    inter = source.table("ratings.csv", list(_INTERACTION_DTYPES), _INTERACTION_DTYPES,
+                         sep=",", encoding="utf-8", header=0)
+    text = source.text("movies.csv", "utf-8")
+    try:  # titles are quoted when they hold commas: the csv module's quoting rules
+        items = pd.read_csv(io.StringIO(text), keep_default_na=False,
+                            dtype={"movieId": np.int64, "title": str, "genres": str})
+    except (ValueError, TypeError) as e:
+        raise source.bad_line("movies.csv", text, ",", ["movieId", "title", "genres"],
+                              {"movieId": np.int64}, 0, e) from None
     items = items.rename(columns={"movieId": "item_id"})
     items["title"] = items["title"].str.strip()
     items["year"] = _year_from_title(items["title"])
     items["genres"] = [() if g in ("", "(no genres listed)") else tuple(g.split("|"))
                        for g in items["genres"]]
     if source.has("links.csv"):
-        links = pd.read_csv(source.open("links.csv"),
+        links = pd.read_csv(source.open("links.csv", "utf-8"),
                             dtype={"movieId": np.int64, "imdbId": str, "tmdbId": "Int64"})
         links = links.rename(columns={"movieId": "item_id", "tmdbId": "tmdb_id"})
         links["imdb_url"] = "https://www.imdb.com/title/tt" + links["imdbId"] + "/"
@@ -418,4 +576,5 @@ def _parse_latest(source: _Source):
 
 
 __all__ = ["load_movielens", "find_movielens", "download_movielens", "DownloadError",
+           "DataFileError",
            "RELEASES", "BASE_URL"]

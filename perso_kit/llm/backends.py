@@ -172,7 +172,9 @@ class Settings:
                 raise ValueError("PERSO_KIT_LLM_BUDGET_USD must be a number of dollars, e.g. "
                                  "0.50") from None
         s.budget_usd = budget
-        s.timeout_s = float(kw.pop("timeout_s", None) or _env("PERSO_KIT_LLM_TIMEOUT") or 60.0)
+        timeout = kw.pop("timeout_s", None)
+        s.timeout_s = _timeout(timeout if timeout is not None
+                               else _env("PERSO_KIT_LLM_TIMEOUT") or 60.0)
         retries = kw.pop("max_retries", None)
         s.max_retries = int(retries if retries is not None else 4)
         s.price_as = kw.pop("price_as", None) or _env("PERSO_KIT_LLM_PRICE_AS")
@@ -239,6 +241,26 @@ class Settings:
             if name in kw and kw[name] is not None:
                 setattr(s, name, kw.pop(name))
         return s
+
+
+def _timeout(value) -> float:
+    """A request timeout in seconds, from an argument or ``PERSO_KIT_LLM_TIMEOUT``.
+
+    >>> _timeout("90"), _timeout(1.5)
+    (90.0, 1.5)
+    >>> _timeout("abc")
+    Traceback (most recent call last):
+    ...
+    ValueError: PERSO_KIT_LLM_TIMEOUT (timeout_s) must be a number of seconds above 0, e.g. 60; got 'abc'
+    """
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError("PERSO_KIT_LLM_TIMEOUT (timeout_s) must be a number of seconds above 0, "
+                         f"e.g. 60; got {value!r}")
+    return seconds
 
 
 def _secret_env(name: str) -> Secret | None:

@@ -11,8 +11,17 @@ real model and ``PERSO_KIT_LLM_CACHE=class.sqlite``, then hands out ``class.sqli
 ``PERSO_KIT_LLM_BACKEND=replay`` and ``PERSO_KIT_LLM_REPLAY=class.sqlite`` and get the same
 answers with no key (:class:`ResponseCache` opened ``readonly``).
 
-A damaged file is reported and moved aside (``<name>.damaged-<time>``), and a fresh one started;
-if the disk fails mid-session the cache turns itself off with a warning. It never crashes a call.
+**Where teachers put recordings.** A recording is opened read-only (SQLite ``mode=ro``); when
+its folder or the file cannot be written (a shared drive, a read-only mount, ``chmod -R a-w``;
+permission bits that deny every write count even for root) it is opened ``immutable``, so no
+``-wal``/``-shm`` file is needed or made beside it. A cache file that exists but cannot be
+written is used the same way: its answers are read, new ones are not stored (a notice says so).
+
+**What goes wrong, said plainly.** A cache whose folder is read-only or cannot be created is
+reported as such, and the client goes on without a cache. A file that is not a SQLite file (or
+is damaged) is moved aside (``<name>.damaged-<time>``) and a fresh cache started -- except a
+recording opened for replay, which is never moved (ask for a fresh copy). If the disk fails
+mid-session the cache turns itself off with a warning. It never crashes a call.
 
 >>> import tempfile, os
 >>> c = ResponseCache(os.path.join(tempfile.mkdtemp(), "c.sqlite"))
@@ -25,12 +34,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sqlite3
 import threading
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -57,6 +68,37 @@ def request_key(payload: dict, **extra) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+class CacheLocationError(Exception):
+    """The cache file cannot be made where it was asked for (the message says why)."""
+
+
+def writable(path: Path) -> bool:
+    """Can the kit write at ``path`` (a file or folder)? False when it is missing, when the OS
+    says no, or when its permission bits deny every write (``chmod a-w``; honoured for root
+    too, who could otherwise write anyway)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return os.access(path, os.W_OK) and bool(mode & 0o222)
+
+
+def what_is_wrong(error: Exception) -> str:
+    """A SQLite error in words: "not a SQLite file", "read-only", ... (for messages).
+
+    >>> what_is_wrong(sqlite3.DatabaseError("file is not a database"))
+    'not a SQLite file, or damaged (file is not a database)'
+    """
+    text = str(error)
+    if "not a database" in text or "malformed" in text:
+        return f"not a SQLite file, or damaged ({text})"
+    if "no such table" in text:
+        return f"a SQLite file, but not an LLM cache or recording ({text})"
+    if "readonly" in text or "read-only" in text:
+        return f"read-only ({text})"
+    return f"damaged or unreadable ({text})"
+
+
 class ResponseCache:
     """A SQLite file of answers (and embeddings) keyed by request; see the module docstring.
 
@@ -78,15 +120,45 @@ class ResponseCache:
         self._open()
 
     # ----------------------------------------------------------------------------- opening
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """Open the file for lookups only; ``immutable`` when nothing may be written beside it
+        (then SQLite makes no ``-shm``/``-wal`` file and takes no lock)."""
+        if not self.path.exists():
+            raise FileNotFoundError(self.path)
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        if not (writable(self.path.parent) and writable(self.path)):
+            uri += "&immutable=1"
+            wal = Path(str(self.path) + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                self._notice(f"{wal} holds answers not yet merged into {self.path.name}, and "
+                             "the folder is read-only, so they cannot be read; copy both files "
+                             "to a writable folder, or ask for the file made after closing")
+        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM answers").fetchone()
+        return conn
+
     def _connect(self) -> sqlite3.Connection:
         if self.readonly:
-            if not self.path.exists():
-                raise FileNotFoundError(self.path)
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
-                                   check_same_thread=False)
-            conn.execute("SELECT count(*) FROM answers").fetchone()
+            return self._connect_readonly()
+        folder = self.path.parent
+        if self.path.exists() and not (writable(self.path) and writable(folder)):
+            conn = self._connect_readonly()  # a recording on a read-only drive: still useful
+            self.readonly = True
+            self._notice(f"the LLM cache {self.path} is read-only (the file or its folder "
+                         "cannot be written): its answers are used, new answers are not "
+                         "stored; set PERSO_KIT_LLM_CACHE to a file in a writable folder to "
+                         "keep them")
             return conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existing = next(p for p in [folder, *folder.parents] if p.exists())
+        try:
+            if existing != folder and not writable(existing):
+                raise OSError(f"{existing} is read-only")
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CacheLocationError(f"its folder {folder} does not exist and cannot be created "
+                                     f"({e.strerror or e})") from None
+        if not self.path.exists() and not writable(folder):
+            raise CacheLocationError(f"its folder {folder} is read-only")
         conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -99,26 +171,35 @@ class ResponseCache:
             self._conn = self._connect()
             return
         except FileNotFoundError:
-            self._fail(f"recorded file {self.path} does not exist")
+            where = ("" if self.path.parent.is_dir()
+                     else f" (its folder {self.path.parent} does not exist either)")
+            self._fail(f"recorded file {self.path} does not exist{where}")
+            return
+        except CacheLocationError as e:
+            self._fail(f"cannot create the LLM cache {self.path}: {e}; continuing without a "
+                       "cache (set PERSO_KIT_LLM_CACHE to a file in a writable folder, or off)")
             return
         except sqlite3.DatabaseError as e:
-            reason = str(e)
+            reason = what_is_wrong(e)
         if self.readonly:
-            self._fail(f"recorded file {self.path} is damaged ({reason}); ask for a fresh copy")
+            self._fail(f"recorded file {self.path} is {reason}; ask for a fresh copy")
             return
         aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
+            if not writable(self.path.parent):
+                raise CacheLocationError(f"its folder {self.path.parent} is read-only")
             shutil.move(str(self.path), str(aside))
             for suffix in ("-wal", "-shm"):
                 extra = Path(str(self.path) + suffix)
                 if extra.exists():
                     shutil.move(str(extra), str(aside) + suffix)
-            self._notice(f"the LLM cache {self.path} was damaged ({reason}); moved it to "
+            self._notice(f"the LLM cache {self.path} was {reason}; moved it to "
                          f"{aside.name} and started a new, empty cache")
             self._conn = self._connect()
-        except (OSError, sqlite3.DatabaseError) as e:
-            self._fail(f"the LLM cache {self.path} is damaged and could not be replaced ({e}); "
-                       "continuing without a cache")
+        except (OSError, sqlite3.DatabaseError, CacheLocationError) as e:
+            self._fail(f"the LLM cache {self.path} is {reason}, and could not be moved aside "
+                       f"or replaced ({e}); continuing without a cache (set "
+                       "PERSO_KIT_LLM_CACHE to another file, or off)")
 
     def _notice(self, message: str) -> None:
         self.notices.append(message)

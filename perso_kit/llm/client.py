@@ -176,6 +176,12 @@ class LLM:
                                       f"the server serves: {first.id}")
                 return first.id
         except Exception as e:  # noqa: BLE001 -- any failure means: ask the user
+            import openai
+            if isinstance(e, openai.APIConnectionError):  # naming a model would not help
+                raise ValueError(f"could not reach {self.settings.base_url} to ask which models "
+                                 f"it serves ({scrub(str(e))[:200]}); "
+                                 f"{transport.unreachable_advice(self.settings.base_url)}"
+                                 ) from None
             raise ValueError(f"could not list the models of {self.settings.base_url} "
                              f"({scrub(str(e))[:200]}); set PERSO_KIT_LLM_MODEL") from None
         raise ValueError(f"{self.settings.base_url} serves no model; set PERSO_KIT_LLM_MODEL")

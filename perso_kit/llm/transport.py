@@ -10,7 +10,7 @@ the server...                   ``error_kind``         retried?
 answers 429                     ``rate_limit``         yes, after ``Retry-After`` if it says one
 answers 5xx or 408              ``server``             yes, after ``Retry-After`` if it says one
 does not answer in time         ``timeout``            yes
-cannot be reached               ``connection``         yes
+cannot be reached               ``connection``         yes, until the circuit breaker opens
 answers 200 with no choices     ``malformed``          yes
 answers 401 / 403               ``auth``               no: a retry would fail the same way
 answers another 4xx             ``bad_request``        no
@@ -21,6 +21,14 @@ The wait before retry ``n`` (0-based) is ``backoff_s * 2**n`` capped at ``backof
 a random jitter in [0.5, 1) so that parallel requests do not retry in lock-step; a server's
 ``Retry-After`` (or ``retry-after-ms``) replaces it. A server asking to wait more than
 :data:`MAX_RETRY_AFTER_S` is not retried: the error says how long it asked for.
+
+**The circuit breaker.** A server that cannot be reached (a closed port, a stopped local model, a
+wrong ``OPENAI_BASE_URL``) would otherwise cost every call all its attempts. After
+:data:`BREAKER_THRESHOLD` connection failures in a row to one URL, :data:`BREAKER` opens for
+that URL: the request in progress stops retrying, and for :data:`BREAKER_COOLDOWN_S` seconds
+every further request to it fails at once (``error_kind`` ``connection``, zero attempts) with one
+message naming the URL and what to check. After the cool-down one request is tried again; any
+answer from the server (even an HTTP error) closes the breaker.
 
 The structured-output fallback is decided here too: :func:`format_rejected` recognises a server
 that refuses the JSON-schema form, and :func:`fallback_mode` names the form to try next
@@ -39,6 +47,7 @@ import json
 import logging
 import random
 import re
+import threading
 import time
 from typing import Callable
 
@@ -53,6 +62,87 @@ FORMAT_REJECTED = re.compile(r"response_format|json_schema|json_object|'text' or
 NOT_RETRIED = ("auth", "bad_request", "unsupported_format")  # a retry would fail the same way
 
 _CREATE_PARAMS: set[str] | None = None
+
+BREAKER_THRESHOLD = 3      # connection failures in a row that open the breaker for a URL
+BREAKER_COOLDOWN_S = 30.0  # how long an open breaker refuses requests before one more try
+
+
+def unreachable_advice(url: str) -> str:
+    """What to check when ``url`` cannot be reached (a sentence for an error message).
+
+    >>> unreachable_advice("http://127.0.0.1:9/v1")[:58]
+    'check that a server is running at http://127.0.0.1:9/v1 an'
+    """
+    return (f"check that a server is running at {url} and listening on that port, and that "
+            "OPENAI_BASE_URL (or AZURE_OPENAI_ENDPOINT) names it; for a model on this machine "
+            "start one with `python -m perso_kit local-llm`, or use the offline stand-in "
+            "(PERSO_KIT_LLM_BACKEND=offline)")
+
+
+class CircuitBreaker:
+    """Counts connection failures in a row per URL and refuses requests to a URL that keeps
+    failing (see the module docstring). Thread-safe; ``clock`` is replaceable for tests.
+
+    >>> b = CircuitBreaker(threshold=2, cooldown_s=10, clock=lambda: 0.0)
+    >>> b.failure("u"), b.failure("u"), b.refusal("u") is not None
+    (False, True, True)
+    >>> b.success("u"); b.refusal("u") is None
+    True
+    """
+
+    def __init__(self, threshold: int = BREAKER_THRESHOLD,
+                 cooldown_s: float = BREAKER_COOLDOWN_S, clock: Callable[[], float] = time.monotonic):
+        self.threshold, self.cooldown_s, self.clock = threshold, cooldown_s, clock
+        self._failures: dict[str, int] = {}
+        self._opened: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def refusal(self, url: str) -> str | None:
+        """The message of a request refused at once because ``url``'s breaker is open, or
+        None when the request may be sent (closed, or the cool-down is over: one more try)."""
+        with self._lock:
+            opened = self._opened.get(url)
+            if opened is None:
+                return None
+            left = self.cooldown_s - (self.clock() - opened)
+            if left <= 0:
+                del self._opened[url]  # half-open: this request tries once more
+                self._failures[url] = self.threshold - 1
+                return None
+            n = self._failures.get(url, self.threshold)
+        return (f"not sent: {url} could not be reached ({n} connection failures in a row), so "
+                f"requests to it fail at once for {left:.0f} s more; {unreachable_advice(url)}")
+
+    def failure(self, url: str) -> bool:
+        """Count a connection failure; True when the breaker is (now) open for ``url``."""
+        with self._lock:
+            n = self._failures.get(url, 0) + 1
+            self._failures[url] = n
+            if n >= self.threshold:
+                self._opened[url] = self.clock()
+                return True
+            return False
+
+    def success(self, url: str) -> None:
+        """The server at ``url`` answered: close its breaker."""
+        with self._lock:
+            self._failures.pop(url, None)
+            self._opened.pop(url, None)
+
+    def reset(self) -> None:
+        """Forget every URL (tests; or after starting the server that was missing)."""
+        with self._lock:
+            self._failures.clear()
+            self._opened.clear()
+
+
+#: the process-wide breaker every request goes through (a kernel's clients share it)
+BREAKER = CircuitBreaker()
+
+
+def endpoint_url(client) -> str:
+    """The URL a SDK client sends to (its ``base_url``), or "" when it has none."""
+    return str(getattr(client, "base_url", "") or "").rstrip("/")
 
 
 def retry_after_seconds(headers) -> float | None:
@@ -120,6 +210,10 @@ def send(client, body: dict, endpoint: str = "chat", *, max_retries: int, timeou
     import openai
 
     known = create_params(client) if endpoint == "chat" else None
+    url = endpoint_url(client)
+    refusal = BREAKER.refusal(url) if url else None
+    if refusal:
+        return None, "connection", refusal, 0
     attempts, kind, error = 0, None, None
     for attempt in range(max_retries + 1):
         attempts += 1
@@ -144,12 +238,20 @@ def send(client, body: dict, endpoint: str = "chat", *, max_retries: int, timeou
                 kind = "malformed"
                 error = f"the server's answer is not a valid response: {text[:80]!r}"
             else:
+                BREAKER.success(url)
                 return payload, None, None, attempts
+            BREAKER.success(url)  # it answered, however badly: it can be reached
         except openai.APITimeoutError:
             kind, error = "timeout", f"no answer within {timeout_s:g} s"
         except openai.APIConnectionError as e:
-            kind, error = "connection", f"could not reach the server: {e}"
+            kind, error = "connection", f"could not reach the server at {url or '?'}: {e}"
+            if url and BREAKER.failure(url):
+                error = (f"could not reach {url} ({e}); after {BREAKER.threshold} connection "
+                         f"failures in a row, further requests to it fail at once for "
+                         f"{BREAKER.cooldown_s:.0f} s; {unreachable_advice(url)}")
+                break
         except openai.APIStatusError as e:
+            BREAKER.success(url)
             kind, wait = status_kind(e.status_code, str(e.message), body, e.response.headers)
             error = f"HTTP {e.status_code}: {e.message}"
             if kind in NOT_RETRIED:
