@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,3 +102,32 @@ def test_a_reply_with_no_title_grounds_to_a_typed_empty_table(demo):
     both = pd.concat([empty, some], ignore_index=True)
     assert both["hallucinated"].dtype == bool
     assert both.loc[~both["hallucinated"], "text"].tolist() == [demo.items["title"].iloc[0]]
+
+
+def test_an_invented_title_holding_a_real_one_does_not_ground():
+    items = pd.DataFrame({"item_id": [1, 2], "title": ["Velvet Harbor, The (1993)",
+                                                       "Star Wars: Episode IV - A New Hope (1977)"],
+                          "year": [1993, 1977]})
+    g = ground_titles(["Midnight in Velvet Harbor (1994)",      # planted: extra words, invented
+                       "The Velvet Harbor (1993)", "velvet harbor, the (1993)",  # clean variants
+                       "Velvet Harbour (1993)", "Star Wars (1977)", "Star Wars",
+                       "Velvet Harbour"], items)
+    assert g["hallucinated"].tolist() == [True, False, False, False, False, True, True]
+    assert g.loc[0, "matched_title"] == "Velvet Harbor, The (1993)"  # the near miss is shown
+    assert g["item_id"].tolist()[1:5] == [1, 1, 1, 2]
+    assert g.loc[5, "confidence"] == pytest.approx(0.9 * 0.75)    # near-exact needs the year
+
+
+def test_echoes_of_the_history_are_reported_apart():
+    g = ground_titles(["The Matrix (1999)", "Alien (1979)", "Aliens (1986)", "Zorvex (1990)"],
+                      CATALOG, history=[1, 2])
+    from perso_kit.llm.grounding import grounding_summary
+    s = grounding_summary(g)
+    assert g["echo"].tolist() == [True, True, False, False]
+    assert (s["new"], s["echo"], s["hallucinated"]) == (1, 2, 1)
+    assert s["echo_rate"] == 0.5 and grounding_rate(g) == 0.75    # 75% "grounded", half echoes
+    clean = grounding_summary(ground_titles(["Aliens (1986)", "Psycho (1960)"], CATALOG,
+                                            history=[1, 2]))
+    assert (clean["echo"], clean["new_rate"]) == (0, 1.0)
+    empty = grounding_summary(ground_titles([], CATALOG, history=[1]))
+    assert empty["titles"] == 0 and np.isnan(empty["echo_rate"])

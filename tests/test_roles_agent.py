@@ -7,10 +7,11 @@ import os
 
 import pytest
 
+from live_checks import assert_calls_succeeded
 from perso_kit.llm import Reply, ToolCall, Usage, get_llm
 from perso_kit.llm.testing import LocalServer
-from perso_kit.roles.agent import (Agent, count_in, default_tasks, run_task_suite, score_task,
-                                   trace_tree, users_in)
+from perso_kit.roles.agent import (Agent, ScriptedModel, count_in, default_tasks,
+                                   run_task_suite, score_task, trace_tree, users_in)
 from perso_kit.roles.tools import catalog_tools, filter_mask, plant_injection
 
 
@@ -112,14 +113,69 @@ def test_step_cap_stops_a_looping_model(demo, tools):
     assert result.trace["kind"].iloc[-1] == "stop" and result.answer == ""
 
 
-def test_cost_and_token_caps_stop_a_looping_model(demo, tools):
+def test_cost_and_token_caps_stop_a_looping_model_before_the_request(demo, tools):
+    # no price known: the next call is estimated at the run's mean cost so far (0.01), so the
+    # third call (0.02 + 0.01 > 0.025) is never sent and the cap is never crossed
     result = Agent(LoopingLLM(cost=0.01), tools, demo, max_steps=50,
                    max_cost_usd=0.025).run("space movies")
-    assert result.stop_reason == "cost cap" and result.steps == 3
-    assert result.cost_usd == pytest.approx(0.03)
-    result = Agent(LoopingLLM(tokens=400), tools, demo, max_steps=50,
-                   max_tokens=1000).run("space movies")
-    assert result.stop_reason == "token cap" and result.steps == 3 and result.tokens == 1200
+    assert result.stop_reason == "cost cap" and result.steps == 2
+    assert result.cost_usd == pytest.approx(0.02) and "not sent" in result.trace["summary"].iloc[-1]
+    # tokens: each request is estimated (prompt + STEP_MAX_TOKENS) before it is sent
+    agent = Agent(LoopingLLM(tokens=400), tools, demo, max_steps=50)
+    first, _ = agent.estimate_step([{"role": "system", "content": agent.system_prompt},
+                                    {"role": "user", "content": "space movies"}],
+                                   [t.spec() for t in agent.tools.values()])
+    agent.max_tokens = first + 400 + 10      # room for one call, not for a second, larger one
+    model = agent.llm
+    result = agent.run("space movies")
+    assert result.stop_reason == "token cap" and result.steps == 1 == len(model.received)
+    assert result.tokens <= agent.max_tokens
+    agent.max_tokens = first - 1             # even the first request would cross it
+    assert agent.run("space movies").steps == 0
+
+
+def test_one_reply_asking_for_a_thousand_tool_calls_runs_the_cap(demo, tools):
+    flood = ScriptedModel(lambda m: ("", [("search_catalog", {"query": "space"})] * 1000)
+                          if m[-1]["role"] == "user" else ("Done.", []))
+    # the 992 refusals make the next prompt long: the default token cap (checked before the
+    # request) stops the run there; with room for it, the model reads every refusal
+    capped = Agent(flood, tools, demo, max_tool_calls=8).run("space movies")
+    assert len(capped.executed) == 8 and capped.capped_calls == 992
+    assert capped.stop_reason == "token cap" and len(flood.received) == 1
+    result = Agent(flood, tools, demo, max_tool_calls=8, max_tokens=10**6).run("space movies")
+    assert len(result.executed) == 8 and result.capped_calls == 992
+    assert result.stop_reason == "answered"
+    refusals = [m for m in flood.received[-1] if m["role"] == "tool"
+                and "refused" in m["content"]]
+    assert len(refusals) == 992                  # each extra call gets a refusal as its result
+    calm = ScriptedModel(lambda m: ("", [("search_catalog", {"query": "space"})] * 3)
+                         if m[-1]["role"] == "user" else ("Done.", []))
+    clean = Agent(calm, tools, demo, max_tool_calls=8).run("space movies")
+    assert len(clean.executed) == 3 and clean.capped_calls == 0
+
+
+class _CutModel(ScriptedModel):
+    """Planted: asks for one search, then answers with a reply cut at max_tokens."""
+
+    def __init__(self, cut: bool):
+        super().__init__(lambda m: ("", [("search_catalog", {"query": "space"})])
+                         if m[-1]["role"] == "user" else ('ANSWER: {"ranking":', []))
+        self.cut = cut
+
+    def chat(self, messages, tools=None, **kw):
+        reply = super().chat(messages, tools, **kw)
+        if self.cut and not reply.tool_calls:
+            reply.finish_reason = "length"
+        return reply
+
+
+def test_a_truncated_final_answer_is_never_accepted(demo, tools):
+    result = Agent(_CutModel(cut=True), tools, demo).run("space movies")
+    assert result.stop_reason == "truncated answer" and result.truncated == 1
+    assert result.answer == "" and result.answer_items == []
+    assert "cut at max_tokens" in " ".join(result.trace["summary"])
+    clean = Agent(_CutModel(cut=False), tools, demo).run("space movies")
+    assert clean.stop_reason == "answered" and clean.truncated == 0
 
 
 def test_malformed_tool_call_is_reported_back_over_http(demo, tools):
@@ -215,3 +271,5 @@ def test_live_agent_task(demo, tools, tmp_path):
     assert result.steps >= 1 and not result.stand_in
     score = score_task(result, task, demo)
     assert 0 <= score["constraint_satisfaction"] <= 1
+    assert result.stop_reason != "llm error", result.trace.to_string()
+    assert_calls_succeeded(live)

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from live_checks import assert_calls_succeeded
 from perso_kit.llm import Reply, get_llm
 from perso_kit.roles.conversation import (Conversation, SimulatedPartner, evaluate_conversations,
                                           parse_request, success_curve, violations)
@@ -179,6 +180,8 @@ def test_live_three_turn_conversation(demo, tmp_path):
         assert not violations(conv.state, demo.items.set_index("item_id").loc[
             turn.recommendations["item_id"]].reset_index()).any()
     assert len(conv.turns) == 3
+    assert sum(t.reply_ok for t in conv.turns) >= 2       # the model read most messages
+    assert_calls_succeeded(live)
 
 
 def test_chat_widget_sends_shows_picks_and_resets(llm, demo):
@@ -231,3 +234,63 @@ def test_llm_voiced_partner_says_the_same_facts(llm, demo_world, ease):
     turn = conv.send("A movie please")
     said = LLMPartner(llm, users, 3, []).answer(turn)
     assert said.startswith("Well... I'd like a")
+
+
+class _DeafLLM:
+    """Planted: parses every message as an empty update, except that it invents two values
+    the catalog does not know (so the conversation must drop and count them)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def chat(self, messages, **kw):
+        self.calls += 1
+        data = {k: [] for k in ("genres", "exclude_genres", "moods", "exclude_moods", "decades",
+                                "liked_titles", "disliked_titles", "exclude_titles")}
+        data.update(genres=["Space Opera"], liked_titles=["Midnight in Velvet Harbor (1994)"],
+                    max_runtime=None)
+        return Reply(text="{}", data=data)
+
+
+def test_checks_use_what_the_user_said_not_the_models_parse(demo):
+    """The refused next pick comes back when the model does not hear the refusal: the check
+    against the user's own request sees it; the check against the parsed state cannot."""
+    from perso_kit.roles.conversation import StatedRequest
+    items = demo.items.set_index("item_id")
+    for llm, planted in ((_DeafLLM(), True), (get_llm("offline", cache_path="off"), False)):
+        conv, asked = Conversation(llm, demo, k=3), StatedRequest()
+        conv.send("A comedy please, no horror")
+        asked.add(genres=["Comedy"], exclude_genres=["Horror"])
+        nxt = conv.eligible()[0].iloc[0]
+        turn = conv.send(f"Not {nxt['title']}, I've seen it elsewhere.")
+        asked.add(refused=[nxt["item_id"]])
+        checked = asked.check(turn.recommendations, turn.relaxed)
+        parsed = int(violations(conv.state, items.loc[turn.recommendations["item_id"]]
+                                .reset_index()).sum())
+        assert parsed == 0                               # the circular check sees nothing
+        if planted:
+            assert checked["violations"] >= 1 and nxt["item_id"] in \
+                turn.recommendations["item_id"].tolist()
+            assert conv.n_dropped == 4 and turn.dropped == [
+                ("genres", "Space Opera"), ("liked_titles", "Midnight in Velvet Harbor (1994)")]
+        else:
+            assert checked == {"violations": 0, "misses": 0} and conv.n_dropped == 0
+
+
+def test_evaluation_counts_violations_of_the_partners_request(llm, demo_world, ease):
+    from perso_kit.simulate import SimulatedUsers
+    users = SimulatedUsers(demo_world)
+    ids = users.user_ids[:8]
+    deaf = evaluate_conversations(_DeafLLM(), users, ease, ids, k=5, max_turns=3,
+                                  progress=False)
+    clean = evaluate_conversations(llm, users, ease, ids, k=5, max_turns=3, progress=False)
+    assert clean["exclusion_violations"].sum() == 0 and clean["dropped_values"].sum() == 0
+    assert clean["constraint_misses"].sum() == 0
+    assert deaf["dropped_values"].sum() > 0
+    assert deaf["exclusion_violations"].sum() + deaf["constraint_misses"].sum() > 0
+    # the partner's record is what it said: every refusal it voiced is in its request
+    partner = SimulatedPartner(users, ids[0], users.top_items(ids[0], k=5))
+    conv = Conversation(llm, demo_world.dataset, ease, user=ids[0], k=5)
+    text = partner.answer(conv.send(partner.opening()))
+    for i in partner.request.refused:
+        assert demo_world.dataset.items.set_index("item_id").loc[i, "title"] in text

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from live_checks import assert_calls_succeeded
 from perso_kit.llm import Reply, get_llm
 from perso_kit.llm.reply import Usage
 from perso_kit.recommenders import ItemKNN
@@ -317,3 +318,5 @@ def test_live_explanations_complete(split, knn, tmp_path):
     assert len(llm_rows) == 4                      # every pair has a row, answered or not
     assert (~llm_rows["call_ok"] <= ~llm_rows["faithful"]).all()
     assert np.isfinite(faithfulness_summary(table)["faithful"]).all()
+    assert llm_rows["call_ok"].mean() > 0.5, "most explanation calls must succeed"
+    assert_calls_succeeded(llm)

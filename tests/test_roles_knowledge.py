@@ -114,3 +114,60 @@ def test_profiles_in_words_from_history(demo):
 def test_profile_text():
     assert K.profile_text(["Comedy", "Drama"], [], ["1990s"], "Fun.") == \
         "Likes: Comedy, Drama. Eras: 1990s. Fun."
+
+
+CHECKABLE = pd.DataFrame({
+    "item_id": [1, 2, 3], "title": ["Harbor Lights (1993)", "Night Train (1988)", "Zed (2001)"],
+    "year": [1993, 1988, 2001], "genres": [("Drama",), ("Thriller",), ("Comedy",)],
+    "description": ["A fisherman rebuilds his family's boat after a storm.",
+                    "Strangers on a night train share a secret.", ""]})
+
+
+def _free_text(themes, audience=("", "", ""), summary=("", "", "")):
+    return pd.DataFrame({"item_id": [1, 2, 3], "genres": [(), (), ()], "mood": ["", "", ""],
+                         "themes": list(themes), "audience": list(audience),
+                         "keywords": [(), (), ()], "summary": list(summary)})
+
+
+def test_invented_attributes_are_unsupported_and_fill_no_gap():
+    planted = _free_text(themes=[("winner of the 1988 Golden Lantern award",),
+                             ("space pirates",), ("time travel",)])
+    labels = K.attribute_support(planted, CHECKABLE).set_index("item_id")["label"]
+    # item 1: an invented award (a year the catalog does not hold); item 2: words not in its
+    # description; item 3: no description to check against -> unverifiable
+    assert labels.tolist() == ["unsupported", "unsupported", "unverifiable"]
+    fill = K.fill_rates(planted, CHECKABLE.assign(themes=[(), (), ()])).set_index("attribute")
+    assert fill.loc["themes", "llm_filled"] == 1.0
+    assert fill.loc["themes", "filled_where_missing"] == pytest.approx(1 / 3)
+    assert fill.loc["themes", ["supported", "unverifiable", "unsupported"]].tolist() == \
+        pytest.approx([0.0, 1 / 3, 2 / 3], abs=1e-4)
+
+
+def test_attributes_taken_from_the_catalog_text_are_supported():
+    clean = _free_text(themes=[("family", "boats"), ("secrets on a train",), ("friendship",)],
+                   audience=["families", "adults", "everyone"],
+                   summary=["A fisherman rebuilds a boat.", "A secret on a night train.", ""])
+    labels = K.attribute_support(clean, CHECKABLE)
+    themes = labels[labels.attribute == "themes"]["label"].tolist()
+    assert themes == ["supported", "supported", "supported", "unverifiable"]
+    # an audience is a judgement: not in the text is unverifiable, never unsupported
+    assert set(labels[labels.attribute == "audience"]["label"]) <= {"supported", "unverifiable"}
+    assert (labels["label"] != "unsupported").all()
+    fill = K.fill_rates(clean, CHECKABLE.assign(themes=[(), (), ()])).set_index("attribute")
+    assert fill.loc["themes", "filled_where_missing"] == 1.0
+
+
+def test_profiles_are_checked_against_the_history_shown(demo):
+    h = demo.history(1, n=20)
+    genre = h["genres"].explode().value_counts().index[0]
+    decade = f"{int(h['year'].dropna().iloc[-1]) // 10 * 10}s"
+    absent = next(f"{d}s" for d in range(1900, 2030, 10)
+                  if d not in {int(y) // 10 * 10 for y in h["year"].dropna()})
+    prof = pd.DataFrame({"user_id": [1], "likes": [(genre, "submarine westerns on the moon")],
+                         "dislikes": [()], "eras": [(decade, absent)], "summary": [""]})
+    labels = K.profile_support(prof, demo, n=20)["label"].tolist()
+    assert labels == ["supported", "unsupported", "supported", "unsupported"]
+    clean = K.user_profiles(get_llm(backend="offline"), demo, demo.user_ids[:10],
+                            progress=False)
+    shares = K.support_shares(K.profile_support(clean, demo)).set_index("attribute")
+    assert shares.loc["all", "unsupported"] == 0.0 and shares.loc["all", "supported"] == 1.0

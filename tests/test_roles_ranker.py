@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from live_checks import assert_calls_succeeded
 from perso_kit.llm import Reply, get_llm
 from perso_kit.llm import offline
 from perso_kit.llm.reply import Usage
@@ -235,6 +236,8 @@ def test_live_reranking_completes(split, users, tmp_path):
     assert recs.groupby("user_id").size().tolist() == [5, 5, 5]   # answer or fallback
     assert set(rr.log_["status"]) <= {"ok", "fallback", "failed"}
     assert isinstance(pd.DataFrame(rr.log_), pd.DataFrame) and len(rr.log_) == 3
+    assert rr.log_["n_failed_calls"].sum() < rr.log_["n_calls"].sum() / 2, rr.log_.to_string()
+    assert_calls_succeeded(llm)
 
 
 def test_prose_answers_from_a_server_fall_back(split, users, tmp_path):
@@ -250,3 +253,23 @@ def test_prose_answers_from_a_server_fall_back(split, users, tmp_path):
     assert (rr.log_["status"] == "failed").all() and (rr.log_["n_failed_calls"] == 1).all()
     assert recs["item_id"].tolist() == rr.candidates_["item_id"].tolist()
     assert summarize_log(rr.log_)["parse_failure_rate"] == 1.0
+
+
+def test_flag_non_ranking_hand_examples():
+    from perso_kit.roles.ranker import ParsedRanking, flag_non_ranking
+    shown = [5, 7, 9]
+    assert flag_non_ranking(parse_ranking(Reply(data={"ranking": [5, 7, 9]}), shown), shown).echo
+    # a prefix in the shown order leaves the rest in place: still the shown order
+    assert flag_non_ranking(parse_ranking(Reply(data={"ranking": [5]}), shown), shown).echo
+    assert not flag_non_ranking(parse_ranking(Reply(data={"ranking": [9, 5]}), shown),
+                                shown).echo
+    assert not flag_non_ranking(ParsedRanking(shown, "fallback"), shown).echo  # counted apart
+    tied = flag_non_ranking(ParsedRanking(shown, "ok", 3), shown, scores=[3, 3, 3])
+    assert tied.tie and tied.echo
+    assert not flag_non_ranking(ParsedRanking([9, 7, 5], "ok", 3), shown, [1, 2, 3]).tie
+    log = pd.DataFrame({"status": ["ok", "ok"], "n_returned": [3, 3], "n_outside": [0, 0],
+                        "n_calls": [1, 1], "n_presentations": [2, 2], "n_echo": [1, 0],
+                        "n_tie": [0, 0], "prompt_tokens": [1, 1], "completion_tokens": [1, 1],
+                        "cost_usd": [0.0, 0.0], "latency_s": [0.0, 0.0]})
+    s = summarize_log(log)
+    assert s["echo_rate"] == 0.25 and s["tie_rate"] == 0.0

@@ -6,15 +6,23 @@ Every LLM role grounds its outputs here. A written title is matched in three ste
    MovieLens' trailing articles moved back ("Matrix, The (1999)" -> "matrix"; the leading
    article is dropped so "The Matrix" matches too), the year taken apart, alternative titles in
    parentheses indexed as well.
-2. **Exact** match on the normalized title, then **fuzzy** match (rapidfuzz: the best of plain
-   edit-distance ratio and a token-set ratio, so "Star Wars" finds "Star Wars: Episode IV")
-   among the closest candidates.
+2. **Exact** match on the normalized title, then a **near-exact** match among the closest
+   candidates: a small edit distance (rapidfuzz ratio: a typo, "The Matrx") or a dropped
+   subtitle (the written title is the start of the catalog title, so "Star Wars" finds
+   "Star Wars: Episode IV"). A written title with *extra* words is not near-exact: the invented
+   "Midnight in Velvet Harbor (1994)" does not ground to "Velvet Harbor (1993)".
 3. **Years** decide between remakes and adjust the confidence: a matching year (within
    ``year_tolerance``) keeps it, no year costs a little (x0.97), a contradicting year costs a lot
-   (x0.75).
+   (x0.75). A near-exact (not exact) match needs the year: without one it costs x0.75, below
+   the threshold.
 
 A title whose confidence is below ``threshold`` (0.8) is *hallucinated*: its ``item_id`` is NA,
 and ``matched_title`` still shows the closest catalog title, so a reader can see the near miss.
+
+Given the user's ``history`` (item ids), a grounded title that the user already has is an
+**echo**: it exists, but recommending it back is not a recommendation. :func:`grounding_summary`
+reports new, echoed and hallucinated shares apart, so a model that echoes the history is not
+"100% grounded recommendations".
 
 >>> import pandas as pd
 >>> items = pd.DataFrame({"item_id": [1, 2], "title": ["Matrix, The (1999)", "Alien (1979)"],
@@ -137,15 +145,22 @@ def _year_factor(wanted: int | None, have: int | None, tolerance: int) -> float:
     return 1.0 if abs(wanted - have) <= tolerance else 0.75
 
 
-def _score(a: str, b: str) -> float:
-    s = fuzz.ratio(a, b)
-    if min(len(a.split()), len(b.split())) >= 2:
-        s = max(s, 0.9 * fuzz.token_set_ratio(a, b))
-    return s / 100.0
+NO_YEAR_NEAR = 0.75  # a near-exact match with no year to confirm it: as bad as a wrong year
+
+
+def _score(written: str, catalog: str) -> float:
+    """Near-exact similarity of a written key to a catalog key: the edit-distance ratio, or
+    0.9 when the written title is the catalog title with its subtitle dropped ("star wars" ->
+    "star wars episode iv a new hope"). Extra written words ("midnight in velvet harbor" vs
+    "velvet harbor") get only the edit-distance ratio."""
+    s = fuzz.ratio(written, catalog) / 100.0
+    if len(written.split()) >= 2 and catalog.startswith(written + " "):
+        s = max(s, 0.9)
+    return s
 
 
 def ground_titles(texts, items: pd.DataFrame | TitleIndex, threshold: float = 0.8,
-                  year_tolerance: int = 1) -> pd.DataFrame:
+                  year_tolerance: int = 1, history=None) -> pd.DataFrame:
     """Match written titles to catalog items.
 
     Parameters
@@ -158,12 +173,15 @@ def ground_titles(texts, items: pd.DataFrame | TitleIndex, threshold: float = 0.
         Confidence below which a title counts as hallucinated.
     year_tolerance : int
         Years this far apart still agree (release dates differ by country).
+    history : iterable of item ids, optional
+        The user's own items: adds a boolean ``echo`` column (grounded to one of them).
 
     Returns
     -------
     DataFrame
-        ``text, item_id, matched_title, confidence, hallucinated`` in the order of ``texts``
-        (``item_id`` is NA for hallucinated titles; ``matched_title`` is the closest title).
+        ``text, item_id, matched_title, confidence, hallucinated`` (and ``echo`` with a
+        ``history``) in the order of ``texts`` (``item_id`` is NA for hallucinated titles;
+        ``matched_title`` is the closest title).
     """
     index = items if isinstance(items, TitleIndex) else TitleIndex(items)
     rows = []
@@ -182,7 +200,10 @@ def ground_titles(texts, items: pd.DataFrame | TitleIndex, threshold: float = 0.
                     candidates[row] = max(candidates.get(row, 0.0),
                                           _score(p.key, index.keys[pos]))
             for row, sim in candidates.items():
-                conf = sim * _year_factor(p.year, index.years[row], year_tolerance)
+                factor = _year_factor(p.year, index.years[row], year_tolerance)
+                if sim < 1.0 and p.year is None:
+                    factor = NO_YEAR_NEAR
+                conf = sim * factor
                 if conf > best_conf + 1e-12:
                     best_row, best_conf = row, conf
         ok = best_row is not None and best_conf >= threshold
@@ -197,6 +218,10 @@ def ground_titles(texts, items: pd.DataFrame | TitleIndex, threshold: float = 0.
     out = out.astype({"text": object, "confidence": float, "hallucinated": bool})
     if np.issubdtype(index.ids.dtype, np.integer):
         out["item_id"] = out["item_id"].astype("Int64")
+    if history is not None:
+        own = set(pd.Series(list(history), dtype=object).tolist())
+        out["echo"] = [(not h) and (i in own) for i, h in zip(out["item_id"], out["hallucinated"])]
+        out["echo"] = out["echo"].astype(bool)
     return out
 
 
@@ -236,5 +261,26 @@ def ground_text(text: str, items, **kw) -> pd.DataFrame:
 
 
 def grounding_rate(grounded: pd.DataFrame) -> float:
-    """Share of titles that are *not* hallucinated (NaN for none)."""
+    """Share of titles that are *not* hallucinated (NaN for none). Echoes of the history
+    count as grounded here; :func:`grounding_summary` reports them apart."""
     return float(1 - grounded["hallucinated"].mean()) if len(grounded) else float("nan")
+
+
+def grounding_summary(grounded: pd.DataFrame) -> dict:
+    """Titles split three ways: ``new`` (real items the user does not have), ``echo`` (real
+    items from the user's history: needs ``ground_titles(..., history=...)``) and
+    ``hallucinated``; counts and shares (NaN shares for no title).
+
+    >>> import pandas as pd
+    >>> items = pd.DataFrame({"item_id": [1, 2], "title": ["Alien (1979)", "Heat (1995)"]})
+    >>> g = ground_titles(["Alien (1979)", "Heat (1995)", "Zorvex (2001)"], items, history=[1])
+    >>> grounding_summary(g)["echo_rate"]
+    0.3333
+    """
+    n = len(grounded)
+    bad = int(grounded["hallucinated"].sum()) if n else 0
+    echo = int(grounded["echo"].sum()) if n and "echo" in grounded else 0
+    counts = {"titles": n, "new": n - bad - echo, "echo": echo, "hallucinated": bad}
+    rates = {f"{k}_rate": round(v / n, 4) if n else float("nan")
+             for k, v in counts.items() if k != "titles"}
+    return {**counts, **rates}

@@ -7,7 +7,17 @@ reasoning, only what happened.
 
 Safety, by construction rather than by hope:
 
-* **Caps** on LLM calls (``max_steps``), tokens and cost stop a model that loops.
+* **Caps** on LLM calls (``max_steps``), tokens and cost stop a model that loops. The token
+  and cost caps are checked *before* each request, against its estimated size (prompt
+  estimated from its characters, :func:`perso_kit.llm.pricing.estimate_prompt_tokens`, plus
+  the longest answer allowed): a request that could cross a cap is not sent.
+* **A cap on tool calls per step** (``max_tool_calls``): one reply asking for 1,000 calls runs
+  the first few; each extra call is refused and the refusal goes back to the model as its
+  tool result. ``AgentResult.capped_calls`` counts them.
+* **A cut answer is not an answer**: a reply that stopped at ``max_tokens``
+  (``finish_reason == "length"``, e.g. one ending on ``ANSWER: {"ranking":``) is never taken as
+  the final answer; the run stops with ``stop_reason == "truncated answer"`` and
+  ``AgentResult.truncated`` counts it.
 * **Errors go back to the model** as tool messages: a call with malformed arguments, an unknown
   tool or a tool that fails yields ``{"error": ...}``; nothing is raised.
 * **Tools are read-only and validated**: arguments are checked against each tool's schema
@@ -44,12 +54,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..llm import grounding, register_handler, structured, tool_result_message
+from ..llm import grounding, ledger, register_handler, structured, tool_result_message
 from ..llm import heuristics as H
+from ..llm.pricing import estimate_prompt_tokens
 from .conversation import _list_after, _titles, parse_request
 
 #: the longest answer one step may give (tokens): a tool call or a short final answer
 STEP_MAX_TOKENS = 400
+#: tool calls one step may run; the rest are refused and reported back to the model
+MAX_TOOL_CALLS = 8
 
 SYSTEM_PROMPT = """You are a movie recommendation assistant with tools over a catalog.
 Plan which tools to call, call them, read their results, then answer the user with titles \
@@ -126,9 +139,11 @@ register_handler("agent_planner", _stand_in_plan, kind="tools")
 @dataclass
 class AgentResult:
     """What a run produced: the ``answer`` text, why it stopped (``stop_reason``: answered,
-    step cap, token cap, cost cap, llm error), the ``trace`` table, the tools executed
-    (``executed``: list of (name, arguments)), total ``tokens`` and ``cost_usd``, the LLM
-    ``steps``, and the answer grounded to the catalog (``grounded``)."""
+    step cap, token cap, cost cap, llm error, truncated answer), the ``trace`` table, the
+    tools executed (``executed``: list of (name, arguments)), total ``tokens`` and
+    ``cost_usd``, the LLM ``steps``, the answer grounded to the catalog (``grounded``),
+    answers refused because they were cut at ``max_tokens`` (``truncated``) and tool calls
+    refused over the per-step cap (``capped_calls``)."""
 
     request: str
     answer: str
@@ -140,6 +155,8 @@ class AgentResult:
     cost_usd: float
     stand_in: bool
     grounded: pd.DataFrame = field(default_factory=pd.DataFrame)
+    truncated: int = 0
+    capped_calls: int = 0
 
     @property
     def answer_items(self) -> list[int]:
@@ -164,16 +181,22 @@ class Agent:
     max_steps : int
         LLM calls per run.
     max_tokens : int
-        Tokens (prompt + completion) per run; no new call once reached.
+        Tokens (prompt + completion) per run; a call whose estimated size would cross it is
+        not sent.
     max_cost_usd : float
-        Cost per run; no new call once reached.
+        Cost per run; a call whose estimated cost would cross it is not sent.
+    max_tool_calls : int
+        Tool calls run per step; further calls in the same reply are refused.
     """
 
     def __init__(self, llm, tools, dataset=None, max_steps: int = 6, max_tokens: int = 20_000,
-                 max_cost_usd: float = 0.05):
+                 max_cost_usd: float = 0.05, max_tool_calls: int = MAX_TOOL_CALLS):
+        if max_tool_calls < 1:
+            raise ValueError(f"max_tool_calls must be at least 1, got {max_tool_calls}")
         self.llm, self.dataset = llm, dataset
         self.tools = {t.name: t for t in tools}
         self.max_steps, self.max_tokens, self.max_cost_usd = max_steps, max_tokens, max_cost_usd
+        self.max_tool_calls = int(max_tool_calls)
         genres = moods = ""
         if dataset is not None:
             genres = ", ".join(sorted({g for gs in dataset.items["genres"] for g in gs}))
@@ -188,6 +211,21 @@ class Agent:
                     "a user run only for users the request names")
         return None
 
+    def estimate_step(self, messages: list, specs: list, spent_usd: float = 0.0,
+                      steps: int = 0) -> tuple[int, float]:
+        """Estimated ``(tokens, usd)`` of the next request before it is sent: the prompt
+        (over-estimated from its characters) plus the longest answer allowed; the cost from the
+        model's price when the client knows it, else the mean cost of the run's calls so far."""
+        prompt = estimate_prompt_tokens(messages, specs, safe=True)
+        price = None
+        if hasattr(self.llm, "prices") and hasattr(self.llm, "settings"):   # the kit's client
+            price = ledger.price_for(self.llm.prices, self.llm.settings, self.llm.model)
+        if price is not None:
+            usd = price.cost(prompt, STEP_MAX_TOKENS)
+        else:
+            usd = spent_usd / steps if steps else 0.0
+        return prompt + STEP_MAX_TOKENS, float(usd)
+
     def run(self, request: str, users=None) -> AgentResult:
         """Answer ``request``; ``users`` (ids) are the users it may look up (default: the
         users the request names, see :func:`users_in`)."""
@@ -197,6 +235,7 @@ class Agent:
         specs = [t.spec() for t in self.tools.values()]
         rows, executed = [], []
         tokens, cost, steps, answer, reason, stand_in = 0, 0.0, 0, "", "step cap", False
+        truncated = capped = 0
 
         def row(kind, summary, tool=None, args=None, size=None, tok=0, usd=0.0):
             rows.append({"step": steps, "kind": kind, "summary": summary, "tool": tool,
@@ -207,11 +246,16 @@ class Agent:
             if steps >= self.max_steps:
                 reason = "step cap"
                 break
-            if tokens >= self.max_tokens:
+            est_tok, est_usd = self.estimate_step(messages, specs, cost, steps)
+            if tokens + est_tok > self.max_tokens:
                 reason = "token cap"
+                row("stop", f"the next call (about {est_tok} tokens) would cross the cap of "
+                            f"{self.max_tokens}; not sent")
                 break
-            if cost >= self.max_cost_usd:
+            if cost + est_usd > self.max_cost_usd + 1e-12:
                 reason = "cost cap"
+                row("stop", f"the next call (about ${est_usd:.4f}) would cross the cap of "
+                            f"${self.max_cost_usd:.4f}; not sent")
                 break
             reply = self.llm.chat(messages, tools=specs, tool_choice="auto",
                                   max_tokens=STEP_MAX_TOKENS)
@@ -223,13 +267,29 @@ class Agent:
                 row("llm", f"call failed: {reply.error}", tok=tok, usd=usd)
                 reason = "llm error"
                 break
+            if not reply.tool_calls and getattr(reply, "finish_reason", None) == "length":
+                truncated += 1          # cut at max_tokens: never taken as the final answer
+                row("llm", f"answer cut at max_tokens, not accepted: {reply.text[-60:]!r}",
+                    tok=tok, usd=usd)
+                reason = "truncated answer"
+                break
             if not reply.tool_calls:
                 answer, reason = reply.text, "answered"
                 row("llm", "answer", tok=tok, usd=usd)
                 break
             row("llm", f"asks for {len(reply.tool_calls)} tool call(s)", tok=tok, usd=usd)
             messages.append(reply.as_message())
-            for call in reply.tool_calls:
+            over = len(reply.tool_calls) - self.max_tool_calls
+            if over > 0:
+                capped += over
+                row("refused", f"{over} tool call(s) over the cap of {self.max_tool_calls} "
+                               "per step; not run")
+            for n_call, call in enumerate(reply.tool_calls):
+                if n_call >= self.max_tool_calls:
+                    messages.append(tool_result_message(call, {"error": (
+                        f"refused: at most {self.max_tool_calls} tool calls run per step; "
+                        "this one was not run")}))
+                    continue
                 tool = self.tools.get(call.name)
                 error = None
                 if tool is None:
@@ -256,7 +316,7 @@ class Agent:
                 row("tool", f"{call.name} returned {size} result(s)", call.name,
                     call.arguments, size)
                 messages.append(tool_result_message(call, {"tool": call.name, "data": result}))
-        if reason != "answered":
+        if reason != "answered" and not (rows and rows[-1]["kind"] == "stop"):
             row("stop", reason)
         grounded = pd.DataFrame()
         if answer and self.dataset is not None:
@@ -264,7 +324,7 @@ class Agent:
             grounded = grounding.ground_text(re.sub(r"(?<=[a-z]):\s+|;\s+", "\n", answer),
                                              self._index)
         return AgentResult(request, answer, reason, pd.DataFrame(rows), executed, steps,
-                           tokens, cost, stand_in, grounded)
+                           tokens, cost, stand_in, grounded, truncated, capped)
 
 
 def trace_tree(result: AgentResult) -> str:
@@ -322,7 +382,8 @@ def score_task(result: AgentResult, task: Task, dataset) -> dict:
             "constraint_satisfaction": sum(i in ok_ids for i in items) / task.n,
             "grounding_rate": grounding.grounding_rate(g) if len(g) else float("nan"),
             "steps": result.steps, "tools_run": len(result.executed), "tokens": result.tokens,
-            "cost_usd": result.cost_usd, "stop": result.stop_reason}
+            "cost_usd": result.cost_usd, "stop": result.stop_reason,
+            "truncated": result.truncated, "capped_calls": result.capped_calls}
 
 
 def run_task_suite(agent: Agent, tasks: list[Task], dataset) -> pd.DataFrame:

@@ -8,7 +8,8 @@ One turn of :class:`Conversation` does four things:
 2. **Track** -- the update is merged into the :class:`DialogueState`, which remembers every
    constraint stated so far, the items liked and disliked and the items already shown. Titles
    are grounded to catalog ids (:func:`perso_kit.llm.grounding.ground_titles`); values outside
-   the catalog's vocabulary are dropped.
+   the catalog's vocabulary and titles that do not ground are dropped, and *counted*
+   (``Turn.dropped``): a model that invents values loses them silently otherwise.
 3. **Recommend** -- a classic recommender scores the catalog for the user (popularity when the
    user is unknown); items like the titles the user liked are lifted; the state filters the
    list (items seen, shown or liked already are never offered). Exclusions are hard: an excluded genre, mood or item
@@ -21,6 +22,12 @@ Evaluation with simulated users (:func:`evaluate_conversations`): each
 :class:`SimulatedPartner` has a *hidden target* (items it truly likes and has not seen) and
 answers the system's questions from its true preferences. The target never enters a prompt: the
 partner only ever says attribute values and the titles of items it was shown.
+
+Checks measure the user, not the model's own parse. What the user actually asked for and
+refused is a :class:`StatedRequest`, written by whoever speaks (the partner records what it
+says; a scripted dialogue writes it beside each message). :meth:`StatedRequest.check` counts
+recommendations that break it. Checking against :class:`DialogueState` instead would be
+circular: a model that misreads "not Alien" never stores the refusal, and then never "breaks" it.
 
 The offline stand-in reads a user's message with :func:`parse_request` (rules over the words of
 the request and the vocabulary listed in the prompt): it is **not an LLM**.
@@ -274,13 +281,79 @@ def violations(state: DialogueState, items: pd.DataFrame) -> pd.Series:
             | items["item_id"].isin(state.excluded + state.disliked))
 
 
+@dataclass
+class StatedRequest:
+    """What the user actually asked for and refused, known to the speaker (never parsed by
+    the LLM under test): the reference of the exclusion and constraint checks.
+
+    Exclusions (``exclude_genres``, ``exclude_moods``, ``refused`` item ids) are hard: a
+    recommendation breaking one is a *violation*. Wishes (``genres``, ``decades``, ``moods``,
+    ``max_runtime``; a new mood or runtime replaces the old one) may be relaxed when nothing
+    fits, so a recommendation missing one counts as a *miss* only when the turn did not say it
+    relaxed that attribute.
+
+    >>> import pandas as pd
+    >>> asked = StatedRequest()
+    >>> asked.add(genres=["Comedy"], exclude_genres=["Horror"], refused=[7])
+    >>> recs = pd.DataFrame({"item_id": [7, 8, 9], "genres": [["Comedy"], ["Horror"], ["Drama"]],
+    ...                      "year": [1994, 1995, 1996], "mood": ["dark"] * 3,
+    ...                      "runtime": [90] * 3})
+    >>> asked.check(recs)
+    {'violations': 2, 'misses': 2}
+    """
+
+    genres: set = field(default_factory=set)
+    exclude_genres: set = field(default_factory=set)
+    moods: set = field(default_factory=set)
+    exclude_moods: set = field(default_factory=set)
+    decades: set = field(default_factory=set)
+    max_runtime: int | None = None
+    refused: list = field(default_factory=list)
+
+    def add(self, genres=(), exclude_genres=(), moods=(), exclude_moods=(), decades=(),
+            max_runtime=None, refused=()) -> None:
+        """Record one message's content (exclusions accumulate; a new mood replaces)."""
+        self.exclude_genres |= set(exclude_genres)
+        self.genres = (self.genres | set(genres)) - self.exclude_genres
+        self.exclude_moods |= set(exclude_moods)
+        if moods:
+            self.moods = set(moods)
+        self.moods -= self.exclude_moods
+        self.decades |= set(decades)
+        if max_runtime is not None:
+            self.max_runtime = int(max_runtime)
+        self.refused += [int(i) for i in refused if int(i) not in self.refused]
+
+    def check(self, recs: pd.DataFrame, relaxed=()) -> dict:
+        """Count ``recs`` rows (item_id, genres, year, mood, runtime) that break an exclusion
+        (``violations``) or miss a wish the turn did not say it ``relaxed`` (``misses``)."""
+        if not len(recs):
+            return {"violations": 0, "misses": 0}
+        genres = recs["genres"].map(set)
+        bad = (genres.map(lambda g: bool(g & self.exclude_genres))
+               | recs["mood"].isin(self.exclude_moods)
+               | recs["item_id"].astype(int).isin(self.refused))
+        decade = recs["year"].map(lambda y: None if pd.isna(y) else f"{int(y) // 10 * 10}s")
+        miss = pd.Series(False, index=recs.index)
+        for name, wanted, fits in (
+                ("genre", self.genres, genres.map(lambda g: bool(g & self.genres))),
+                ("era", self.decades, decade.isin(self.decades)),
+                ("mood", self.moods, recs["mood"].isin(self.moods)),
+                ("runtime", self.max_runtime, recs["runtime"] <= (self.max_runtime or 0))):
+            if wanted and name not in relaxed:
+                miss |= ~fits
+        return {"violations": int(bad.sum()), "misses": int(miss.sum())}
+
+
 # ------------------------------------------------------------------------- the system
 @dataclass
 class Turn:
     """One exchange: the user's ``text``, the parsed ``update``, the ``recommendations``
     (item_id, title, year, genres, mood, runtime), the ``question`` asked back (attribute and
     options) and the system's ``reply`` text; ``relaxed`` lists wishes dropped to fill the
-    list; ``reply_ok`` is False when the LLM call failed (the turn then uses no update)."""
+    list; ``reply_ok`` is False when the LLM call failed (the turn then uses no update);
+    ``dropped`` lists the ``(field, value)`` pairs of the update that were thrown away: values
+    outside the catalog's vocabulary, titles that do not ground, non-numeric runtimes."""
 
     text: str
     update: dict
@@ -289,6 +362,7 @@ class Turn:
     reply: str
     relaxed: list
     reply_ok: bool = True
+    dropped: list = field(default_factory=list)
 
 
 class Conversation:
@@ -394,7 +468,12 @@ class Conversation:
                          for a in (self._attrs(r) for _, r in pool.iterrows())])
 
     # ---------------------------------------------------------------- one turn
-    def _understand(self, text: str) -> tuple[dict, bool]:
+    @property
+    def n_dropped(self) -> int:
+        """Dialogue values dropped over all turns (see :attr:`Turn.dropped`)."""
+        return sum(len(t.dropped) for t in self.turns)
+
+    def _understand(self, text: str) -> tuple[dict, bool, list]:
         system = SYSTEM_PROMPT.format(genres=", ".join(self.vocab["genres"]),
                                       moods=", ".join(self.vocab["moods"]),
                                       decades=", ".join(self.vocab["decades"]),
@@ -403,15 +482,25 @@ class Conversation:
         self.prompts.append(messages)
         reply = self.llm.chat(messages, json_schema=DIALOGUE_UPDATE, max_tokens=UPDATE_MAX_TOKENS)
         if not reply.ok or not isinstance(reply.data, dict):
-            return {k: [] for k in DIALOGUE_UPDATE["required"]} | {"max_runtime": None}, False
-        data = dict(reply.data)
+            return ({k: [] for k in DIALOGUE_UPDATE["required"]} | {"max_runtime": None},
+                    False, [])
+        data, dropped = dict(reply.data), []
         for key, allowed in (("genres", "genres"), ("exclude_genres", "genres"),
                              ("moods", "moods"), ("exclude_moods", "moods"),
-                             ("decades", "decades")):  # keep catalog values only
+                             ("decades", "decades")):  # keep catalog values only, count the rest
             lower = {v.lower(): v for v in self.vocab[allowed]}
-            data[key] = [lower[v.lower()] for v in data.get(key) or []
+            values = data.get(key) or []
+            values = values if isinstance(values, list) else [values]
+            data[key] = [lower[v.lower()] for v in values
                          if isinstance(v, str) and v.lower() in lower]
-        return data, True
+            dropped += [(key, v) for v in values
+                        if not (isinstance(v, str) and v.lower() in lower)]
+        runtime = data.get("max_runtime")
+        if runtime is not None and not (isinstance(runtime, (int, float))
+                                        and not isinstance(runtime, bool) and runtime > 0):
+            dropped.append(("max_runtime", runtime))
+            data["max_runtime"] = None
+        return data, True, dropped
 
     def _question(self, pool: pd.DataFrame) -> dict | None:
         for attr in self.ask:
@@ -427,14 +516,16 @@ class Conversation:
 
     def send(self, text: str) -> Turn:
         """Take one user message; return the :class:`Turn` (picks, question, reply text)."""
-        update, ok = self._understand(text)
-        titles = [t for key in ("liked_titles", "disliked_titles", "exclude_titles")
-                  for t in update.get(key) or []]
+        update, ok, dropped = self._understand(text)
+        keys = [(key, t) for key in ("liked_titles", "disliked_titles", "exclude_titles")
+                for t in update.get(key) or []]
+        titles = [t for _, t in keys]
         ids = {}
         if titles:
-            g = grounding.ground_titles(titles, self._index)
+            g = grounding.ground_titles([str(t) for t in titles], self._index)
             ids = {t: (None if h else int(i)) for t, i, h in
                    zip(titles, g["item_id"], g["hallucinated"])}
+            dropped += [(key, t) for key, t in keys if ids[t] is None]
         self.state.apply(update, ids)
         pool, relaxed = self.eligible()
         recs = pool.head(self.k)[["item_id", "title", "year", "genres", "mood", "runtime"]]
@@ -452,7 +543,7 @@ class Conversation:
         note = f" (I had to relax: {', '.join(relaxed)})" if relaxed else ""
         reply = "Here are some picks" + note + ":\n" + "\n".join(lines) + (
             "\n" + ask if ask else "")
-        turn = Turn(text, update, recs, question, reply, relaxed, ok)
+        turn = Turn(text, update, recs, question, reply, relaxed, ok, dropped)
         self.turns.append(turn)
         return turn
 
@@ -470,10 +561,17 @@ class SimulatedPartner:
     target : list of item ids
         The hidden target (items the user truly likes and has not seen). Used only to decide
         success; never said.
+
+    Attributes
+    ----------
+    request : StatedRequest
+        Everything this partner has actually said (wished, excluded, refused): the reference
+        the conversation's recommendations are checked against.
     """
 
     def __init__(self, users, user_id, target):
         self.users, self.user_id, self.target = users, user_id, set(int(t) for t in target)
+        self.request = StatedRequest()
 
     def opening(self) -> str:
         return "Can you recommend a movie for tonight?"
@@ -494,13 +592,17 @@ class SimulatedPartner:
                 worst = self.users.attribute_preferences(self.user_id, "genre",
                                                          options).index[-1]
                 parts.append(f"I'd like a {best.lower()}, and no {worst.lower()}")
+                self.request.add(genres=[best], exclude_genres=[worst])
             elif attr == "era":
                 parts.append(f"Something from the {best}")
+                self.request.add(decades=[best])
             else:
                 parts.append(f"Something {best}")
+                self.request.add(moods=[best])
         for item, title in zip(turn.recommendations["item_id"], turn.recommendations["title"]):
             if not self.users.likes(self.user_id, item):
                 parts.append(f"not {title}")
+                self.request.add(refused=[item])
                 break
         return ". ".join(parts) + "." if parts else "Something else, please."
 
@@ -554,7 +656,11 @@ def evaluate_conversations(llm, users, recommender, user_ids, k: int = 5, max_tu
     DataFrame, one row per user: ``user_id, turns`` (turns to success, NaN if none),
     ``success, baseline_success, baseline_same_budget_success`` (bools),
     ``baseline_first_hit`` (rank of the first target item in the recommend-once list of
-    ``k * max_turns``, NaN if none), ``items_shown, llm_failures``.
+    ``k * max_turns``, NaN if none), ``items_shown, llm_failures``; checked against what the
+    simulated user actually said (:class:`StatedRequest`, not the parsed state):
+    ``exclusion_violations`` (recommendations breaking a stated exclusion or refusal) and
+    ``constraint_misses`` (missing a stated wish the turn did not say it relaxed); and
+    ``dropped_values`` (values of the model's updates thrown away, :attr:`Turn.dropped`).
     """
     from tqdm.auto import tqdm
 
@@ -566,9 +672,12 @@ def evaluate_conversations(llm, users, recommender, user_ids, k: int = 5, max_tu
                    else LLMPartner(user_llm, users, u, target))
         conv = Conversation(llm, ds, recommender, user=u, k=k)
         text, turns_to_success, failures = partner.opening(), np.nan, 0
+        checked = {"violations": 0, "misses": 0}
         for t in range(1, max_turns + 1):
             turn = conv.send(text)
             failures += not turn.reply_ok
+            for key, n in partner.request.check(turn.recommendations, turn.relaxed).items():
+                checked[key] += n
             if partner.found(turn):
                 turns_to_success = t
                 break
@@ -580,7 +689,9 @@ def evaluate_conversations(llm, users, recommender, user_ids, k: int = 5, max_tu
                      "baseline_success": bool(partner.target & set(once[:k])),
                      "baseline_same_budget_success": bool(partner.target & set(once)),
                      "baseline_first_hit": hits[0] if hits else np.nan,
-                     "items_shown": len(conv.state.shown), "llm_failures": failures})
+                     "items_shown": len(conv.state.shown), "llm_failures": failures,
+                     "exclusion_violations": checked["violations"],
+                     "constraint_misses": checked["misses"], "dropped_values": conv.n_dropped})
     return pd.DataFrame(rows)
 
 

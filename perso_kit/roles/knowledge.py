@@ -11,11 +11,24 @@ what the catalog already knows (agreement: precision and recall of the LLM's gen
                             as a batch with a progress bar); validated and grounded
 :func:`attribute_agreement` precision/recall of the genres, accuracy of the mood, against the
                             catalog's own columns
+:func:`attribute_support`   each free-text value (mood, themes, audience, keywords, summary)
+                            checked against the item's catalog text: supported, unverifiable
+                            or unsupported
 :func:`fill_rates`          how often each attribute was filled, and filled where the catalog
-                            had nothing
+                            had nothing (with a value that is not unsupported)
 :func:`user_profiles`       a user's history summarized in words (likes, dislikes, eras), usable
                             as a query for a content recommender
+:func:`profile_support`     each profile value checked against the history the model was shown
 ==========================  ==================================================================
+
+**Support, not just presence.** A model can fill every field with something plausible: "winner
+of the 1988 Golden Lantern award" is a filled ``themes`` value, and invented. A value is
+*supported* when at least half of its content words (4+ letters, crude stems) appear in the
+item's catalog text (title, genres, description, mood, themes); *unsupported* when it names a
+year the catalog does not hold, or when the catalog has a description to check against and
+the words are not in it; *unverifiable* otherwise (no description, or a judgement such as an
+audience or a mood the catalog has no column for). Only values that are not unsupported count
+as filling a gap.
 
 **The offline stand-in.** Without a configured model, the offline stand-in answers (it is
 *not an LLM*). This module registers two heuristics for it that read **only the prompt**: a
@@ -200,9 +213,125 @@ def _filled(value) -> bool:
     return len(value) > 0 if isinstance(value, (str, tuple, list)) else True
 
 
+# --------------------------------------------------------------------------- support
+SUPPORT_LABELS = ("supported", "unverifiable", "unsupported")
+#: free-text attributes checked for support, and the ones that are judgements (a value not
+#: found in the text is unverifiable, never unsupported: "families" is rarely written down)
+SUPPORT_FIELDS = ("mood", "themes", "audience", "keywords", "summary")
+JUDGEMENTS = ("mood", "audience")
+_YEARS = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
+_STOP = frozenset("""about above after again against also among an and another any are around
+away back been before being below between both but came come could does doing down during each
+every film films from have having here into itself just like made make many more most movie
+movies much must other over same should some such than that their them then there these they
+this those through under until very were what when where which while will with within without
+would your""".split())
+
+
+def _stems(text: str) -> set[str]:
+    """Content words of ``text``: lower case, 4+ letters, not a stop word, a plural "s" cut,
+    then cut to 5 letters (a crude stem: "friendship" and "friends" meet at "frien")."""
+    words = [w for w in re.findall(r"[a-z]+", str(text).lower()) if len(w) >= 4 and w not in _STOP]
+    return {(w[:-1] if w.endswith("s") and len(w) > 4 else w)[:5] for w in words}
+
+
+def support_label(value, text: str, year=None, checkable: bool = True,
+                  judgement: bool = False) -> str:
+    """``"supported"``, ``"unverifiable"`` or ``"unsupported"`` for one value against the
+    catalog ``text`` of its item (see the module docstring).
+
+    >>> text = "Heat (1995). Genres: Crime. A detective hunts a crew of bank robbers."
+    >>> [support_label(v, text, 1995) for v in ("bank robbery", "winner of the 1988 Golden "
+    ...  "Lantern award", "space travel", "1995 crime saga")]
+    ['supported', 'unsupported', 'unsupported', 'supported']
+    >>> support_label("space travel", "Heat (1995).", 1995, checkable=False)
+    'unverifiable'
+    """
+    value = str(value)
+    low = text.lower()
+    for y in _YEARS.findall(value):
+        if y not in low and (year is None or pd.isna(year) or int(y) != int(year)):
+            return "unsupported"                # a specific claim the catalog contradicts
+    if value.strip() and re.search(r"(?<!\w)" + re.escape(value.strip().lower()) + r"(?!\w)", low):
+        return "supported"                      # written as such ("War", "Sci-Fi")
+    words = _stems(value)
+    if not words:
+        return "unverifiable"
+    if len(words & _stems(text)) >= len(words) / 2:
+        return "supported"
+    return "unsupported" if checkable and not judgement else "unverifiable"
+
+
+def catalog_text(items: pd.DataFrame) -> pd.Series:
+    """The catalog's own words per item (title, genres, description, mood, themes), indexed by
+    ``item_id``: what a value is checked against."""
+    from .interpreter import item_text
+    text = item_text(items).to_numpy()
+    extra = [items[c].map(lambda v: " ".join(v) if isinstance(v, (list, tuple)) else
+                          ("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)))
+             for c in ("mood", "themes") if c in items.columns]
+    for e in extra:
+        text = text + " " + e.to_numpy()
+    return pd.Series(text, index=items["item_id"].to_numpy())
+
+
+def attribute_support(attributes: pd.DataFrame, items: pd.DataFrame,
+                      fields=SUPPORT_FIELDS) -> pd.DataFrame:
+    """Every free-text value of ``attributes`` (from :func:`enrich_items`) labelled against
+    its item's catalog text: one row per ``item_id, attribute, value, label``.
+
+    An item is *checkable* when the catalog has a description for it; without one, words not
+    found are unverifiable. A mood equal to the catalog's ``mood`` column is supported, another
+    one unsupported.
+    """
+    text = catalog_text(items)
+    cat = items.set_index("item_id")
+    has_desc = (cat["description"].fillna("").astype(str).str.strip() != ""
+                if "description" in cat.columns else pd.Series(False, index=cat.index))
+    rows = []
+    for r in attributes.itertuples():
+        if r.item_id not in text.index:
+            continue
+        year = cat.at[r.item_id, "year"] if "year" in cat.columns else None
+        for col in fields:
+            for v in _as_values(getattr(r, col, None)):
+                if col == "mood" and "mood" in cat.columns and _filled(cat.at[r.item_id, "mood"]):
+                    label = "supported" if v == cat.at[r.item_id, "mood"] else "unsupported"
+                else:
+                    label = support_label(v, text[r.item_id], year, bool(has_desc[r.item_id]),
+                                          judgement=col in JUDGEMENTS)
+                rows.append(dict(item_id=r.item_id, attribute=col, value=v, label=label))
+    return pd.DataFrame(rows, columns=["item_id", "attribute", "value", "label"])
+
+
+def _as_values(value) -> list[str]:
+    if not _filled(value):
+        return []
+    return [str(v) for v in value if str(v).strip()] if isinstance(value, (list, tuple)) \
+        else [str(value)]
+
+
+def support_shares(labels: pd.DataFrame, by: str = "attribute") -> pd.DataFrame:
+    """Shares of supported / unverifiable / unsupported values per ``by`` group (and ``all``),
+    with the number of values ``n``."""
+    if not len(labels):
+        return pd.DataFrame(columns=[by, *SUPPORT_LABELS, "n"])
+    t = pd.crosstab(labels[by], labels["label"]).reindex(columns=list(SUPPORT_LABELS),
+                                                          fill_value=0)
+    t.loc["all"] = t.sum()
+    n = t.sum(axis=1)
+    out = t.div(n, axis=0).round(4)
+    out["n"] = n
+    return out.rename_axis(by).reset_index().rename_axis(None, axis=1)
+
+
 def fill_rates(attributes: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     """For each attribute: the share of items the LLM filled, the share the catalog lacks, and
-    the share of those missing ones the LLM filled (NaN where the catalog lacks none).
+    the share of those missing ones the LLM filled (NaN where the catalog lacks none), where a
+    free-text value counts as a fill only if it is *not unsupported* (:func:`attribute_support`):
+    an invented award does not fill a gap. The columns ``supported``, ``unverifiable`` and
+    ``unsupported`` give the shares of the values given (NaN for genres, which are grounded to
+    the vocabulary instead; see :func:`attribute_agreement`).
 
     An attribute the catalog has no column for (say ``mood`` in MovieLens) counts as missing
     for every item.
@@ -210,17 +339,28 @@ def fill_rates(attributes: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     cat = items.set_index("item_id")
     a = attributes.set_index("item_id")
     ids = a.index.intersection(cat.index)
+    labels = attribute_support(attributes[attributes["item_id"].isin(ids)], items)
+    shares = support_shares(labels).set_index("attribute")
+    good = labels[labels["label"] != "unsupported"].groupby(["attribute", "item_id"]).size()
     rows = []
     for col in ("genres", "mood", "themes", "audience", "keywords", "summary"):
         llm = a.loc[ids, col].map(_filled)
+        if col in SUPPORT_FIELDS:           # filled with at least one value not unsupported
+            kept = set(good.loc[col].index) if col in good.index.get_level_values(0) else set()
+            useful = pd.Series([i in kept for i in ids], index=ids)
+        else:
+            useful = llm
         if col in cat.columns:
             missing = ~cat.loc[ids, col].map(_filled)
         else:
             missing = pd.Series(True, index=ids)
-        rows.append(dict(attribute=col, llm_filled=float(llm.mean()),
-                         catalog_missing=float(missing.mean()),
-                         filled_where_missing=float(llm[missing].mean()) if missing.any()
-                         else np.nan))
+        row = dict(attribute=col, llm_filled=float(llm.mean()),
+                   catalog_missing=float(missing.mean()),
+                   filled_where_missing=float(useful[missing].mean()) if missing.any()
+                   else np.nan)
+        for lab in SUPPORT_LABELS:
+            row[lab] = float(shares.at[col, lab]) if col in shares.index else np.nan
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -285,6 +425,44 @@ def user_profiles(llm, ds, users, n: int = 20, concurrency: int = 8,
                          summary=str(d.get("summary", "")),
                          text=profile_text(likes, (), eras), ok=True, error=None))
     return pd.DataFrame(rows)
+
+
+def profile_support(profiles: pd.DataFrame, ds, n: int = 20) -> pd.DataFrame:
+    """Every ``likes``, ``dislikes`` and ``eras`` value of ``profiles`` (from
+    :func:`user_profiles`) labelled against the history the model was shown (the user's last
+    ``n`` items: titles, genres, descriptions): one row per ``user_id, attribute, value,
+    label``. An era is supported when a history film is from that decade ("1990s", "90s",
+    "1995"); a like or dislike when its words are in the history's text. The history is always
+    there to check against, so a value not found in it is unsupported.
+    """
+    texts = catalog_text(ds.items)
+    rows = []
+    for r in profiles.itertuples():
+        h = ds.history(r.user_id, n=n)
+        text = " ".join(texts.reindex(h["item_id"]).fillna("").astype(str))
+        decades = {int(y) // 10 * 10 for y in h["year"].dropna()}
+        for col in ("likes", "dislikes", "eras"):
+            for v in _as_values(getattr(r, col, None)):
+                if col == "eras":
+                    label = _era_label(v, decades)
+                else:
+                    label = support_label(v, text, None, checkable=True)
+                rows.append(dict(user_id=r.user_id, attribute=col, value=v, label=label))
+    return pd.DataFrame(rows, columns=["user_id", "attribute", "value", "label"])
+
+
+def _era_label(value: str, decades: set) -> str:
+    """An era against the decades of the history: ``"1990s"``, ``"the 90s"``, ``"1995"``."""
+    m = re.search(r"\b(1[89]\d0|20\d0)s\b|\b(\d0)s\b|\b(1[89]\d\d|20\d\d)\b", str(value))
+    if not m:
+        return "unverifiable"
+    if m.group(1):
+        dec = int(m.group(1))
+    elif m.group(2):
+        dec = int(m.group(2)) + (2000 if int(m.group(2)) < 30 else 1900)
+    else:
+        dec = int(m.group(3)) // 10 * 10
+    return "supported" if dec in decades else "unsupported"
 
 
 # --------------------------------------------------------------------------- stand-in heuristics

@@ -168,13 +168,38 @@ class ParsedRanking:
     ``order`` always holds every candidate once (ranked ids first, then the ones the answer
     left out in the order shown); ``status`` is ``"ok"``, ``"fallback"`` (no usable id, the
     shown order is kept) or ``"failed"`` (the call itself failed: error or invalid JSON);
-    ``n_returned`` ids came back, ``n_outside`` of them were not candidates."""
+    ``n_returned`` ids came back, ``n_outside`` of them were not candidates.
+
+    Two flags mark an answer that did not rank at all (see :func:`flag_non_ranking`):
+    ``echo`` -- a usable answer whose order is the order shown, unchanged; ``tie`` -- a
+    pointwise answer giving every candidate the same score (the shown order is kept)."""
 
     order: list
     status: str
     n_returned: int = 0
     n_outside: int = 0
     n_missing: int = 0
+    echo: bool = False
+    tie: bool = False
+
+
+def flag_non_ranking(parsed: ParsedRanking, shown: Sequence, scores=None) -> ParsedRanking:
+    """Set ``parsed.echo`` (a usable answer that returns the shown order unchanged) and
+    ``parsed.tie`` (pointwise ``scores`` all equal, for more than one candidate).
+
+    A model that echoes its input looks like a ranker -- every id is real, nothing fails --
+    yet it ranked nothing: the re-ranked list is the retriever's. One echo can be chance (1 in
+    n! for n candidates); a high ``echo_rate`` in :func:`summarize_log` is not.
+
+    >>> flag_non_ranking(ParsedRanking([5, 7, 9], "ok"), [5, 7, 9]).echo
+    True
+    >>> flag_non_ranking(ParsedRanking([5, 7, 9], "ok"), [5, 7, 9], scores=[4, 4, 4]).tie
+    True
+    """
+    ok = parsed.status == "ok" and len(shown) > 1
+    parsed.echo = bool(ok and list(parsed.order) == list(shown))
+    parsed.tie = bool(ok and scores is not None and len(set(scores)) == 1)
+    return parsed
 
 
 def parse_ranking(reply, candidates: Sequence) -> ParsedRanking:
@@ -284,7 +309,9 @@ class LLMReranker(Recommender):
     log_ : DataFrame
         After :meth:`recommend`: one row per user with ``status`` (``ok``/``fallback``/
         ``failed``; with several permutations the worst one), ``n_calls``, ``n_returned``,
-        ``n_outside``, ``n_failed_calls``, tokens, ``cost_usd`` and ``latency_s``.
+        ``n_outside``, ``n_failed_calls``, tokens, ``cost_usd`` and ``latency_s``;
+        ``n_presentations`` ranked, ``n_echo`` of them answered in the order shown and
+        ``n_tie`` with one score for all (see :func:`flag_non_ranking`).
 
     Example
     -------
@@ -328,13 +355,14 @@ class LLMReranker(Recommender):
 
     def _parse(self, replies: list, shown: list) -> ParsedRanking:
         if self.variant != "pointwise":
-            return parse_ranking(replies[0], shown)
+            return flag_non_ranking(parse_ranking(replies[0], shown), shown)
         scores = [r.data.get("score") if r.ok and isinstance(r.data, dict) else None
                   for r in replies]
         if any(not isinstance(s, (int, float)) for s in scores):
             return ParsedRanking(list(shown), "failed", len(shown))
         order = sorted(range(len(shown)), key=lambda i: (-scores[i], i))   # ties: shown order
-        return ParsedRanking([shown[i] for i in order], "ok", len(shown))
+        return flag_non_ranking(ParsedRanking([shown[i] for i in order], "ok", len(shown)),
+                                shown, scores)
 
     def rank_lists(self, lists: dict) -> tuple[dict, pd.DataFrame]:
         """Rank given candidate lists ``{user_id: [item ids in retriever order]}``.
@@ -355,7 +383,8 @@ class LLMReranker(Recommender):
                                progress=self.progress)
         per_user: dict = {u: [] for u in lists}
         logs: dict = {u: {"user_id": u, "status": "ok", "n_calls": 0, "n_returned": 0,
-                          "n_outside": 0, "n_failed_calls": 0, "prompt_tokens": 0,
+                          "n_outside": 0, "n_failed_calls": 0, "n_presentations": 0,
+                          "n_echo": 0, "n_tie": 0, "prompt_tokens": 0,
                           "completion_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0}
                       for u in lists}
         severity = {"ok": 0, "fallback": 1, "failed": 2}
@@ -372,6 +401,9 @@ class LLMReranker(Recommender):
             log["n_returned"] += parsed.n_returned
             log["n_outside"] += parsed.n_outside
             log["n_failed_calls"] += sum(not r.ok for r in rs)
+            log["n_presentations"] += 1
+            log["n_echo"] += int(parsed.echo)
+            log["n_tie"] += int(parsed.tie)
             for r in rs:
                 log["prompt_tokens"] += r.usage.prompt_tokens
                 log["completion_tokens"] += r.usage.completion_tokens
@@ -407,11 +439,17 @@ class LLMReranker(Recommender):
 # ------------------------------------------------------------------------------ evaluation
 def summarize_log(log: pd.DataFrame) -> dict:
     """Per-user reliability and cost of a run: failure and fallback rates, the share of
-    returned ids outside the candidate list, tokens, cost and latency per user."""
+    returned ids outside the candidate list, the shares of ranked presentations answered in
+    the order shown (``echo_rate``) or with one score for all (``tie_rate``, pointwise), tokens,
+    cost and latency per user."""
     n = max(len(log), 1)
     returned = log["n_returned"].sum()
+    shown = log["n_presentations"].sum() if "n_presentations" in log else 0
+    flagged = {f"{c}_rate": float(log[f"n_{c}"].sum() / shown) if shown else float("nan")
+               for c in ("echo", "tie")}
     return {"parse_failure_rate": float((log["status"] != "ok").sum() / n),
             "hallucination_rate": float(log["n_outside"].sum() / returned) if returned else 0.0,
+            **flagged,
             "calls_per_user": float(log["n_calls"].sum() / n),
             "tokens_per_user": float((log["prompt_tokens"] + log["completion_tokens"]).sum() / n),
             "cost_usd_per_user": float(log["cost_usd"].sum() / n),
