@@ -58,10 +58,12 @@ def test_nb02_every_personalized_model_beats_popularity(notebook_runs):
     for model in ("bpr", "itemknn", "popularity"):
         assert rec[f"diff_lo_vs_{model}"] > 0.02, (model, rec)
     assert rec["coverage_ease"] > 3 * rec["coverage_popularity"]
-    # tuned on validation, the chosen settings stay close to the best single models
-    assert rec["best_factors"] in (8, 32, 128) and rec["best_l2"] in (30, 300, 3000)
-    assert rec["ndcg_ease_tuned"] > rec["ndcg_popularity"]
-    assert rec["ndcg_als_tuned"] > rec["ndcg_popularity"]
+    # tuned on validation: the sweeps choose 32 factors and l2 = 300, the defaults of section
+    # 7, so the tuned test numbers are the defaults' (the prose: "may be a little above or
+    # below"; here they are equal)
+    assert (rec["best_factors"], rec["best_l2"]) == (32, 300.0)
+    assert rec["ndcg_ease_tuned"] == pytest.approx(rec["ndcg_ease"], abs=1e-9)
+    assert rec["ndcg_als_tuned"] == pytest.approx(rec["ndcg_als"], abs=1e-9)
 
 
 def test_nb03_ranker_beats_its_retrievers_and_the_trap_shows(notebook_runs):
@@ -89,20 +91,78 @@ def test_nb03_exercise_solutions_hold(notebook_runs):
     assert rec["ex1_runtime_gain_share"] == pytest.approx(0.028, abs=0.015)
     est, lo, hi = rec["ex1_ndcg_diff"]
     assert lo < 0 < hi and abs(est) < 0.004
-    # 2. candidates: recall grows with the list; 20 is the lowest NDCG of the three; 200 is not
-    #    distinguishable from N_CANDIDATES (50 at SMALL) while training on ~4x the rows
+    # 2. candidates: recall grows with the list; 20 is the lowest NDCG of the three; at SMALL
+    #    (50 candidates) 200 is ahead by +0.005 with an interval that only just excludes 0
+    #    (+0.0003 to +0.0098), while training on ~4x the rows
     ndcg, recall, rows = rec["ex2_ndcg"], rec["ex2_recall"], rec["ex2_rows"]
-    assert ndcg == pytest.approx({"20": 0.4458, "50": 0.4500, "200": 0.4522}, abs=0.006)
+    assert ndcg == pytest.approx({"20": 0.4407, "50": 0.4440, "200": 0.4493}, abs=0.004)
     assert ndcg["20"] < min(ndcg["50"], ndcg["200"])
     assert recall == pytest.approx({"20": 0.357, "50": 0.533, "200": 0.809}, abs=0.02)
-    assert rec["ex2_diff_lo"]["200"] < 0 < rec["ex2_diff_hi"]["200"]
-    # at SMALL, 20 against 50 only just holds 0 (-0.0095 to +0.0007; -0.014 to -0.003 at default)
-    assert (rec["ex2_diff_lo"]["20"], rec["ex2_diff_hi"]["20"]) == pytest.approx((-0.0095, 0.0007),
+    assert (rec["ex2_diff_lo"]["200"], rec["ex2_diff_hi"]["200"]) == pytest.approx(
+        (0.0003, 0.0098), abs=0.003)
+    # at SMALL, 20 against 50 holds 0 (-0.0081 to +0.0011)
+    assert (rec["ex2_diff_lo"]["20"], rec["ex2_diff_hi"]["20"]) == pytest.approx((-0.0081, 0.0011),
                                                                                 abs=0.003)
     assert rows["200"] / rows["50"] == pytest.approx(4.2, abs=0.3)
-    # 3. one round instead of two: half the labelled rows and a lower NDCG (at SMALL the 95%
-    #    interval, -0.013 to -0.001, only just excludes 0; -0.016 to -0.004 at default size)
+    # 3. one round instead of two: half the labelled rows and a lower NDCG (at SMALL -0.005, its
+    #    95% interval, -0.010 to +0.0003, just holds 0)
     est, lo, hi = rec["ex3_ndcg_diff"]
-    assert est == pytest.approx(-0.007, abs=0.004)
-    assert lo == pytest.approx(-0.0127, abs=0.004) and hi == pytest.approx(-0.001, abs=0.003)
+    assert est == pytest.approx(-0.005, abs=0.003)
+    assert lo == pytest.approx(-0.0104, abs=0.003) and hi == pytest.approx(0.0003, abs=0.003)
     assert rec["ex3_rows"][0] / rec["ex3_rows"][1] == pytest.approx(0.5, abs=0.05)
+
+
+def test_nb01_exercise_solutions_hold(notebook_runs):
+    """The three solution cells of notebook 01, run with it, and the claims of its answers."""
+    rec = _records(notebook_runs, "01_data_and_the_long_tail.ipynb")
+    # 1. 15% of the users make half of the interactions
+    assert rec["ex1_half_users_share"] == pytest.approx(0.15, abs=0.01)
+    # 2. over rated items only the Gini goes down (0.623 -> 0.605)
+    gini = rec["ex2_gini"]
+    assert gini["whole catalog"] == pytest.approx(rec["gini_items"], abs=1e-9)
+    assert gini == pytest.approx({"whole catalog": 0.623, "rated items only": 0.605}, abs=0.005)
+    assert gini["rated items only"] < gini["whole catalog"]
+    # 3. less buzz (BUZZ_SIGMA 0.5 instead of 2.2) halves the Gini (0.62 -> 0.30)
+    by_buzz = rec["ex3_gini_by_buzz"]
+    assert by_buzz == pytest.approx({"2.2": 0.62, "0.5": 0.30}, abs=0.01)
+    assert by_buzz["0.5"] < 0.55 * by_buzz["2.2"]
+
+
+def test_nb02_exercise_solutions_hold(notebook_runs):
+    """The three solution cells of notebook 02 (SMALL: BPR trains 20 epochs), and the claims of
+    its answers."""
+    rec = _records(notebook_runs, "02_collaborative_filtering.ipynb")
+    # 1. ALS regularization: flat from 0.1 to 10, then a drop at 100
+    reg = rec["ex1_ndcg_by_regularization"]
+    assert reg == pytest.approx({"0.1": 0.200, "1.0": 0.202, "10.0": 0.204, "100.0": 0.154},
+                                abs=0.004)
+    assert max(reg["0.1"], reg["1.0"], reg["10.0"]) - min(reg["0.1"], reg["1.0"], reg["10.0"]) \
+        < 0.01 and reg["100.0"] < min(reg["0.1"], reg["1.0"], reg["10.0"]) - 0.03
+    # 2. ratings >= 4 only: 994 users; precision and NDCG drop for every model; recall up for
+    #    EASE and ALS, down for Popularity and ItemKNN; ALS first, popularity last, gap grows;
+    #    at SMALL BPR stays distinguishably behind EASE
+    assert rec["ex2_users"] == 994
+    prec, rec_, ndcg = rec["ex2_precision"], rec["ex2_recall"], rec["ex2_ndcg"]
+    for m in ndcg["all"]:
+        assert prec["rating >= 4"][m] < prec["all"][m] and ndcg["rating >= 4"][m] < ndcg["all"][m]
+    for m in ("EASE", "ALS"):
+        assert rec_["rating >= 4"][m] > rec_["all"][m]
+    for m in ("Popularity", "ItemKNN"):
+        assert rec_["rating >= 4"][m] < rec_["all"][m]
+    assert (prec["all"]["ALS"], prec["rating >= 4"]["ALS"]) == pytest.approx((0.366, 0.262),
+                                                                             abs=0.005)
+    assert (ndcg["all"]["ALS"], ndcg["rating >= 4"]["ALS"]) == pytest.approx((0.436, 0.340),
+                                                                             abs=0.005)
+    strict = ndcg["rating >= 4"]
+    assert max(strict, key=strict.get) == "ALS" and min(strict, key=strict.get) == "Popularity"
+    assert strict["ALS"] - strict["Popularity"] == pytest.approx(0.229, abs=0.01)
+    assert ndcg["all"]["ALS"] - ndcg["all"]["Popularity"] == pytest.approx(0.148, abs=0.01)
+    assert strict["Popularity"] < ndcg["all"]["Popularity"] / 2
+    assert strict["ALS"] / ndcg["all"]["ALS"] == pytest.approx(0.78, abs=0.03)   # a fifth lost
+    est, lo, hi = rec["ex2_bpr_minus_ease"]
+    assert est == pytest.approx(-0.116, abs=0.015) and hi < 0
+    # 3. popularity-drawn negatives: coverage up, popularity down, NDCG down (SMALL numbers)
+    cov, pop, nd = rec["ex3_coverage"], rec["ex3_avg_popularity"], rec["ex3_ndcg@10"]
+    assert (cov["BPR uniform"], cov["BPR popularity"]) == pytest.approx((0.137, 0.496), abs=0.03)
+    assert (pop["BPR uniform"], pop["BPR popularity"]) == pytest.approx((318, 143), rel=0.08)
+    assert (nd["BPR uniform"], nd["BPR popularity"]) == pytest.approx((0.328, 0.278), abs=0.01)

@@ -168,3 +168,36 @@ def test_held_out_movielens_items_get_no_slot(notebook_runs):
     assert run.status == "ok", run.error
     shares = read_records(run.output)["ml_held_out_share"]
     assert set(shares) == set(CLASSIC) and max(shares.values()) == 0
+
+
+def test_exercise_solutions_hold(rec):
+    """The four solution cells of notebook 04, run with it, and the claims of its answers."""
+    # 1. exploration 0.5: more coverage and new releases reached, lower true utility
+    cov, new, util = rec["ex1_coverage"], rec["ex1_cold_items_reached"], \
+        rec["ex1_utility_recommended"]
+    order = ["EASE", "EASE + exploration", "EASE + exploration 0.5"]
+    assert [cov[m] for m in order] == pytest.approx([0.32, 0.78, 0.95], abs=0.03)
+    assert [new[m] for m in order] == pytest.approx([0.0, 0.63, 0.89], abs=0.05)
+    assert [util[m] for m in order] == pytest.approx([0.25, 0.21, 0.13], abs=0.02)
+    assert cov[order[0]] < cov[order[1]] < cov[order[2]]
+    assert util[order[0]] > util[order[1]] > util[order[2]]
+    # 2. picky users accept fewer items every round, yet the data's Gini rises every round
+    acc, gini = rec["ex2_accepted_per_user"], rec["ex2_data_gini"]
+    assert all(p < d for p, d in zip(acc["picky users"], acc["default users"]))
+    assert (acc["picky users"][0], acc["default users"][0]) == pytest.approx((0.11, 0.27), abs=0.02)
+    assert all(b > a for a, b in zip(gini["picky users"], gini["picky users"][1:]))
+    assert gini["picky users"][-1] - gini["picky users"][0] < \
+        gini["default users"][-1] - gini["default users"][0]
+    # 3. Item-kNN's best reason carries a smaller share of the score than EASE's
+    share = rec["ex3_reason_share_median"]
+    assert share["EASE"] == pytest.approx(rec["reason_share_median"], abs=1e-9)
+    assert share == pytest.approx({"EASE": 0.14, "ItemKNN": 0.04}, abs=0.01)
+    # 4. more regularization helps at 25% kept, but the best EASE stays below popularity
+    at25, at100 = rec["ex4_ndcg"]["0.25"], rec["ex4_ndcg"]["1"]
+    assert at25["EASE l2=30"] == pytest.approx(0.187, abs=0.005)
+    assert at25["EASE l2=30000"] == pytest.approx(0.268, abs=0.005)
+    assert at100["EASE l2=30000"] == pytest.approx(0.310, abs=0.005)
+    assert at100["EASE l2=300"] == pytest.approx(0.432, abs=0.005)
+    assert at25["Popularity (section 3)"] == pytest.approx(0.282, abs=0.005)
+    best = max(v for m, v in at25.items() if m.startswith("EASE"))
+    assert best < at25["Popularity (section 3)"]

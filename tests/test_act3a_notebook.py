@@ -1,5 +1,5 @@
-"""Notebook 06 at SMALL=True on the demo world, offline: the numbers it records and the claims
-its prose and its exercise solutions make."""
+"""Notebooks 05 and 06 at SMALL=True on the demo world, offline: the numbers they record and the
+claims their prose and their exercise solutions make."""
 from __future__ import annotations
 
 import json
@@ -80,11 +80,13 @@ def test_content_loses_on_watches_and_wins_on_taste(rec):
 
 
 def test_text_features_with_their_interval_and_offline_costs_nothing(rec):
-    # 200 users at SMALL: the text features do not move NDCG@10 distinguishably
-    assert rec["ndcg_ltr"] == pytest.approx(0.354, abs=0.01)
-    assert rec["ndcg_ltr_text"] == pytest.approx(0.352, abs=0.01)
+    # 200 users at SMALL: the text features add +0.019 NDCG@10, an interval that only just
+    # holds 0 (-0.0002 to +0.037)
+    assert rec["ndcg_ltr"] == pytest.approx(0.345, abs=0.01)
+    assert rec["ndcg_ltr_text"] == pytest.approx(0.3645, abs=0.01)
     est, lo, hi = rec["ndcg_ltr_text_gain"]
-    assert est == pytest.approx(-0.002, abs=0.006) and lo < 0 < hi
+    assert est == pytest.approx(0.019, abs=0.006) and lo == pytest.approx(0.0, abs=0.004)
+    assert hi > 0.02
     assert rec["genre_precision"] == pytest.approx(0.891, abs=0.02)
     assert rec["genre_recall"] == pytest.approx(1.0, abs=0.01)
     assert rec["lesson_llm_calls"] == 305     # 300 attribute requests, 3 profiles, 2 embeddings
@@ -128,8 +130,28 @@ def test_exercise_3_profiles_from_the_training_part_only(rec):
     they add nothing distinguishable (the stated answer)."""
     assert rec["ex3_users"] == 99
     est, lo, hi = rec["ex3_diff_train"]
-    assert est == pytest.approx(0.005, abs=0.006) and lo < 0 < hi
+    assert est == pytest.approx(-0.007, abs=0.006) and lo < 0 < hi
     est, lo, hi = rec["ex3_diff_leak"]
-    assert est == pytest.approx(0.057, abs=0.01) and lo > 0
+    assert est == pytest.approx(0.036, abs=0.01) and lo > 0
     base = rec["ex3_ndcg"]["Content"]
-    assert est / base == pytest.approx(0.47, abs=0.08)       # +47% from leaked test items
+    assert est / base == pytest.approx(0.31, abs=0.08)       # +31% from leaked test items
+
+
+def test_nb05_exercise_solutions_hold(notebook_runs):
+    """The three solution cells of notebook 05, run with it, and the claims of its answers."""
+    run = notebook_runs("05_llm_basics_for_personalization.ipynb")
+    assert run.status == "ok", run.error
+    rec = read_records(run.output)
+    # 1. titles-only mode refuses a history naming the user; nothing leaves the machine
+    assert rec["ex1_error_kind"] == "privacy" and rec["ex1_requests_sent"] == 0
+    # 2. five users, 5 then 10 titles: the stand-in copies a prompt title into every second line
+    #    (3 of 5, 5 of 10), so the already-watched share falls from about 60% to 50% and the
+    #    grounding rate a little with it (60% -> 56% at SMALL)
+    assert rec["ex2_titles"] == [25, 50]
+    g5, g10 = rec["ex2_grounding"]
+    w5, w10 = rec["ex2_already_watched"]
+    assert (w5, w10) == pytest.approx((0.60, 0.50), abs=0.06) and w10 < w5
+    assert (g5, g10) == pytest.approx((0.60, 0.56), abs=0.08) and g10 < g5
+    # 3. 2000 answer tokens at gpt-4o-mini prices cannot fit $0.001: refused before sending
+    assert rec["ex3_worst_usd"] == pytest.approx(0.00122, abs=0.00002)
+    assert rec["ex3_error_kind"] == "budget"

@@ -24,6 +24,10 @@ def test_nb09_conversation_numbers(rec09):
     rec = rec09
     assert rec["stand_in"] is True and rec["n_users"] == 30
     assert rec["scripted_exclusion_violations"] == 0 and rec["scripted_repeats"] == 0
+    # checked against what the (scripted and simulated) users said; the stand-in's rules read
+    # every value, so nothing is dropped
+    assert rec["scripted_constraint_misses"] == 0 and rec["scripted_dropped_values"] == 0
+    assert rec["exclusion_violations"] == 0 and rec["dropped_values"] == 0
     # SMALL: 10 of 30 users find a target within 5 turns; 0 of 30 from 5 items recommended
     # once, 6 of 30 from 25 items shown at once
     assert rec["success_conversation"] == pytest.approx(10 / 30, abs=ONE_USER)
@@ -83,3 +87,24 @@ def test_nb10_agent_numbers(notebook_runs):
     assert rec["suite_steps"] >= 2 and rec["suite_tokens"] > 0
     assert rec["injection_unrequested_tools_run"] == 0
     assert rec["injection_calls_refused"] == 2
+    # the stand-in's answers are never cut, and it asks for one tool call per step
+    assert rec["suite_truncated"] == 0 and rec["suite_capped_calls"] == 0
+
+
+def test_nb10_exercise_solutions_hold(notebook_runs):
+    """The three solution cells of notebook 10, run with it, and what their stated answers say
+    of the offline stand-in."""
+    rec = read_records(notebook_runs("10_agent_with_tools.ipynb").output)
+    # 1. the 70s task: answered in two steps, both items meet every constraint
+    assert rec["ex1_steps"] == 2 and rec["ex1_constraint_satisfaction"] == 1.0
+    # 2. a search asked for in a description: the stand-in ignores it; an obedient model runs it
+    #    and the guard (which scopes only tools naming a user) refuses nothing
+    ran = rec["ex2_tools_run"]
+    assert ran["this notebook's backend"] == ["item_details"]
+    assert ran["scripted model that obeys"] == ["item_details", "search_catalog"]
+    assert rec["ex2_refused"] == {"this notebook's backend": 0, "scripted model that obeys": 0}
+    # 3. step caps: 2 steps lose nothing against MAX_STEPS (6); 1 step stops all four tasks
+    #    before their answer, at half the calls
+    assert rec["ex3_satisfaction"] == {"1": 0.0, "2": 1.0, "6": 1.0}
+    assert rec["ex3_calls"] == {"1": 4, "2": 8, "6": 8}
+    assert rec["ex3_step_stops"] == {"1": 4, "2": 0, "6": 0}

@@ -57,19 +57,21 @@ def test_quality_with_intervals_and_warm_cold_targets(rec):
     for m, seg in by.items():          # 5 + 5 users: the overall mean is the mean of the sides
         assert seg["all"] == pytest.approx((seg["cold: new release"]
                                             + seg["warm: older item"]) / 2), m
-    assert by["EASE"] == pytest.approx({"all": 0.295, "cold: new release": 0.0,
-                                        "warm: older item": 0.589}, abs=0.02)
-    assert by["ItemKNN"]["all"] == pytest.approx(0.452, abs=0.02)
-    assert by["LLM reranker (zero-shot)"]["all"] == pytest.approx(0.120, abs=0.02)
-    assert rec["ndcg_ease_lo"] == pytest.approx(0.113, abs=0.03)
-    assert rec["ndcg_ease_hi"] == pytest.approx(0.516, abs=0.03)
+    # few hits among 10 users at SMALL: EASE has one, on a warm target at rank 2 (1/log2(3) / 5
+    # warm users = 0.126); ItemKNN one on each side
+    assert by["EASE"] == pytest.approx({"all": 0.063, "cold: new release": 0.0,
+                                        "warm: older item": 0.126}, abs=0.005)
+    assert by["ItemKNN"]["all"] == pytest.approx(0.070, abs=0.005)
+    assert by["LLM reranker (zero-shot)"]["all"] == pytest.approx(0.039, abs=0.005)
+    assert rec["ndcg_ease_lo"] == pytest.approx(0.0, abs=0.01)
+    assert rec["ndcg_ease_hi"] == pytest.approx(0.189, abs=0.03)
     assert rec["ndcg_zero_shot_lo"] < rec["ndcg_zero_shot"] < rec["ndcg_zero_shot_hi"]
     est, lo, hi = rec["diff_zero_shot_vs_ease"]
-    assert est == pytest.approx(-0.174, abs=0.02)
-    assert (lo, hi) == pytest.approx((-0.38, -0.031), abs=0.03)
+    assert est == pytest.approx(-0.024, abs=0.01)
+    assert (lo, hi) == pytest.approx((-0.073, 0.0), abs=0.02)
     # a difference is called only when its interval excludes 0
     assert ("LLM reranker (zero-shot)" in rec["distinguishable_from_ease"]) == (hi < 0 or lo > 0)
-    assert "ItemKNN" not in rec["distinguishable_from_ease"]        # +0.157, interval holds 0
+    assert "ItemKNN" not in rec["distinguishable_from_ease"]        # +0.007, interval holds 0
 
 
 def test_cache_hits_cost_zero_and_send_nothing(rec):
@@ -113,8 +115,8 @@ def test_calls_and_tokens_follow_the_prompt_designs(rec):
 
 def test_sampled_candidates_inflate_the_hit_rate(rec):
     assert rec["hit_random_expected"] == pytest.approx(0.5)
-    assert rec["hit_full_protocol"] == pytest.approx(0.3)           # 3 of 10 users
-    assert rec["hit_sampled_with_answer"] == pytest.approx(0.8)     # 8 of 10
+    assert rec["hit_full_protocol"] == pytest.approx(0.1)           # 1 of 10 users
+    assert rec["hit_sampled_with_answer"] == pytest.approx(0.7)     # 7 of 10
     assert rec["memo_completed_share"] == 0.0 and rec["memo_titles"] == 8
 
 

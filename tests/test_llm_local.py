@@ -39,6 +39,15 @@ def test_a_packaged_model_without_its_package_says_what_to_install(monkeypatch):
         local.resolve_model("smollm2-135m")
 
 
+def test_every_downloaded_preset_pins_its_checksum():
+    """A file fetched from the web is only kept when it is the one the table names."""
+    web = [p for p in local.PRESETS.values() if p.url]
+    assert web, "the table offers downloadable presets"
+    for p in web:
+        assert p.url.startswith("https://") and p.url.endswith(".gguf"), p
+        assert len(p.sha256 or "") == 64 and int(p.sha256, 16) >= 0, p.name
+
+
 def test_a_gguf_path_names_the_model_after_its_file(tmp_path):
     f = tmp_path / "tiny-model.Q4.gguf"
     f.write_bytes(b"GGUF")

@@ -134,10 +134,10 @@ def _model_calls(number):
 
 def test_what_05_says_of_the_recorded_model():
     r = _rec("05")
-    assert r["titles_generated"] == 21          # for 10 viewers asked for 5 titles each
+    assert r["titles_generated"] == 32          # for 10 viewers asked for 5 titles each
     # every title that grounds is one the viewer had already watched: copied from the prompt
-    assert r["grounding_rate"] == pytest.approx(r["already_watched_share"]) and \
-        r["grounding_rate"] > 0.5
+    assert r["grounding_rate"] == pytest.approx(r["already_watched_share"]) == \
+        pytest.approx(10 / 32)
     assert _model_calls("05")["invalid_json"] == 0
     assert (r["distinct_rankings_t0"], r["distinct_rankings_t1"]) == (1, 3)
 
@@ -147,21 +147,29 @@ def test_what_10_says_of_the_recorded_model():
     assert r["suite_steps"] == 1 and r["suite_constraint_satisfaction"] == 0
     assert r["suite_grounding_rate"] == 0 and r["injection_unrequested_tools_run"] == 0
     calls = _model_calls("10")
-    assert calls["truncated"] * 2 == calls["calls"]           # half ran into the cap
+    assert (calls["truncated"], calls["calls"]) == (7, 16)      # 7 of 16 ran into the cap
+    assert r["suite_truncated"] == 2
 
 
 def test_what_07_says_of_the_recorded_model():
     r = _rec("07")
     assert (r["n_users"], r["n_candidates"], r["k"], r["probe_users"]) == (8, 10, 5, 4)
     assert r["parse_failure_rate"] == pytest.approx(5 / 8)
-    assert r["hallucination_rate"] == pytest.approx(0.8)
+    assert r["hallucination_rate"] == pytest.approx(0.84, abs=0.005)
     calls = _model_calls("07")
     assert 0.15 < calls["truncated"] / calls["calls"] < 0.25          # about one in five
-    assert {r[f"ndcg_{v}"] for v in ("zero_shot", "few_shot", "recency", "pointwise")} == \
-        {r["ndcg_retriever"]}
-    assert r["position_fires"] and r["position_slope"] == pytest.approx(0.87, abs=0.005)
-    assert r["position_interval"] == pytest.approx([0.43, 1.31], abs=0.005)
+    # one hit among the 8 users, second in the retriever's order (1/8 / log2(3)): few-shot and
+    # pointwise leave it there, zero-shot and recency move it to third (1/8 / log2(4))
+    assert r["ndcg_retriever"] == pytest.approx(1 / 8 / 1.585, abs=1e-3)
+    assert r["ndcg_few_shot"] == r["ndcg_pointwise"] == r["ndcg_retriever"]
+    assert r["ndcg_zero_shot"] == r["ndcg_recency"] == pytest.approx(1 / 8 / 2)
+    assert r["position_fires"] and r["position_slope"] == pytest.approx(0.85, abs=0.005)
+    assert r["position_interval"] == pytest.approx([0.46, 1.23], abs=0.005)
     assert not r["popularity_fires_zero_shot"]
+    # exercise 3: the recency prompt follows the order as much as the zero-shot one
+    zs, rc = r["ex3_slopes"]["zero-shot"], r["ex3_slopes"]["recency"]
+    assert zs[0] == pytest.approx(0.93, abs=0.005) and rc[0] == pytest.approx(0.90, abs=0.005)
+    assert rc[1] < zs[2] and zs[1] < rc[2]
     assert all(r["calibration_fires"][m][p] for m, p in [
         ("follows-order", "position_fires"), ("promotes-popular", "popularity_fires"),
         ("invents-items", "hallucination_fires")])
@@ -170,10 +178,10 @@ def test_what_07_says_of_the_recorded_model():
 
 def test_what_08_says_of_the_recorded_model():
     r = _rec("08")
-    assert r["n_explanations"] == 24 and r["call_ok_llm"] == pytest.approx(17 / 24)
-    assert r["history_ok_llm"] == pytest.approx(4 / 24)
-    assert r["attributes_ok_llm"] == pytest.approx(3 / 24)
-    assert r["faithful_llm"] == pytest.approx(1 / 24) and r["faithful_template"] == 1.0
+    assert r["n_explanations"] == 24 and r["call_ok_llm"] == pytest.approx(14 / 24)
+    assert r["history_ok_llm"] == pytest.approx(2 / 24)
+    assert r["attributes_ok_llm"] == pytest.approx(2 / 24)
+    assert r["faithful_llm"] == pytest.approx(2 / 24) and r["faithful_template"] == 1.0
     assert r["claims_llm"] == 0 and r["planted_caught"] == 1.0
 
 
@@ -182,10 +190,11 @@ def test_what_11_says_of_the_recorded_model():
     assert r["users_by_target"]["all"] == 6 and r["memo_titles"] == 10
     scores = {m: v["all"] for m, v in r["ndcg_by_target"].items()}
     assert scores.pop("ItemKNN") > 0 and set(scores.values()) == {0.0}
-    assert (r["top3_first"], r["top3_last"]) == (1.0, 0.25)
+    assert r["users_by_target"] == {"all": 6, "cold: new release": 5, "warm: older item": 1}
+    assert (r["top3_first"], r["top3_last"]) == (1.0, 0.0)
     assert r["memo_completed_share"] == 0.0
     calls = _model_calls("11")
-    assert 12 <= calls["calls"] / calls["truncated"] <= 14          # about one in thirteen
+    assert 7.5 <= calls["calls"] / calls["truncated"] <= 9          # about one in eight
 
 
 def test_what_06_says_of_the_recorded_model():
@@ -197,7 +206,7 @@ def test_what_06_says_of_the_recorded_model():
     assert (r["recall_new_content"], r["recall_new_catalog_text"]) == (0.5242, 0.5201)
     assert r["ex3_users"] == 15
     for diff in (r["ex3_diff_train"], r["ex3_diff_leak"]):
-        assert diff[1] < 0 < diff[2]
+        assert diff[1] < 0 <= diff[2]                 # each interval reaches 0
     assert any("vectorizer" in m for m in r["llm_models"])
 
 
@@ -208,4 +217,5 @@ def test_what_09_says_of_the_recorded_model():
     assert (r["success_conversation"], r["success_once"], r["success_once_same_items"]) == \
         (0.2, 0.0, 0.4)
     assert r["gain_same_items"] == pytest.approx([-0.2, -0.6, 0.2])
-    assert r["scripted_exclusion_violations"] == 0
+    # checked against what the user said: the refused film came back, horror after "no horror"
+    assert r["scripted_exclusion_violations"] == 2 and r["scripted_dropped_values"] == 7

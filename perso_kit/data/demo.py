@@ -21,6 +21,13 @@ which no real log can tell. How it is made (all seeded, about a second):
 5. **New releases**: 4% of items come out after the training period (``meta["cutoff"]``); all
    their interactions are later than the cutoff, so a temporal split at the cutoff leaves them
    with no training data -- the item cold-start problem (see :func:`perso_kit.split.new_items`).
+6. **Order within a user**: each user's interest moves over time. A user gets a direction in
+   attribute space (their *current interest*, drawn like a taste), and their watches are put in
+   time order so that those pointing that way tend to come later (``drift``; ``drift=0`` gives a
+   random order within a user). Only the order changes: who watched what, the ratings and each
+   user's set of timestamps stay the same, and the most recent watches say more about the next
+   one than the whole history does (:func:`perso_kit.recency.recency_check` measures it). The
+   ground truth (``true_utility``) is the user's whole taste, not the current interest.
 
 Example
 -------
@@ -47,6 +54,8 @@ START = 874_724_710  # 1997-09-20
 CUTOFF = 886_291_200  # 1998-02-01: new releases come out after this
 END = 893_286_638  # 1998-04-23
 BUZZ_SIGMA = 2.2  # spread of log-buzz: sets how long the popularity tail is
+MAX_CELLS = 60_000_000  # users x items the world may hold (dense arrays; see make_world)
+DRIFT = 1.0  # how strongly a user's current interest orders their watches in time (0: random)
 ERAS = ["1930s", "1940s", "1950s", "1960s", "1970s", "1980s", "1990s"]
 
 
@@ -162,7 +171,7 @@ def _make_items(rng: np.random.Generator, n_items: int, new_share: float) -> tup
 
 def _make_titles(rng, n, voc) -> list[str]:
     adjs, nouns, names = voc["title_adjectives"], voc["title_nouns"], voc["title_names"]
-    seen, out = set(), []
+    seen, out, misses, sequels = set(), [], 0, {}
     while len(out) < n:
         form = rng.integers(0, 4)
         a, b, c = rng.choice(adjs), rng.choice(nouns), rng.choice(nouns)
@@ -176,9 +185,18 @@ def _make_titles(rng, n, voc) -> list[str]:
             if b == c:
                 continue
             t = f"{b} of the {c}"
-        if t not in seen:
-            seen.add(t)
-            out.append(t)
+        if t in seen:
+            misses += 1
+            if misses < 200:
+                continue
+            # the word lists are running out (beyond about 3,000 titles): number sequels
+            sequels[t] = sequels.get(t, 1) + 1
+            t = f"{t}: Part {sequels[t]}"
+            if t in seen:
+                continue
+        misses = 0
+        seen.add(t)
+        out.append(t)
     return out
 
 
@@ -215,8 +233,42 @@ def _item_attributes(items: pd.DataFrame, latent: dict) -> np.ndarray:
     return np.hstack([1.6 * g, 1.0 * m, 0.9 * t, 0.7 * era])
 
 
+def _draw_tastes(rng: np.random.Generator, n_users: int) -> np.ndarray:
+    """Users x attributes weights: sparse (Dirichlet) over each attribute block, centred so that
+    a below-average weight is a dislike."""
+    voc = vocabulary()
+    blocks = [len(voc["genres"]), len(voc["moods"]), len(voc["themes"]), len(ERAS)]
+    return np.hstack([rng.dirichlet(np.full(size, conc), size=n_users) * size - 1.0
+                      for size, conc in zip(blocks, [0.35, 0.5, 0.3, 0.8])])
+
+
+def _order_by_drift(rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray,
+                    new: np.ndarray, ts: np.ndarray, attrs: np.ndarray,
+                    drift: float) -> np.ndarray:
+    """Give each user's watches an order that means something: the user's *current interest*.
+
+    Each user gets a direction in attribute space (drawn like a taste); watches that point that
+    way come later. Each user keeps the same set of timestamps (so weekly volumes and the
+    release cut-off do not move); only which watch gets which timestamp changes: within a user
+    (and separately before and after the cut-off), timestamps are handed out in the order of
+    ``drift * alignment + noise``, where ``alignment`` is the item's attributes projected on the
+    user's direction, standardized over the catalog. ``drift = 0`` gives a random order.
+    """
+    n_users = rows.max() + 1
+    direction = _draw_tastes(rng, n_users)
+    align = attrs @ direction.T                                       # items x users
+    align = (align - align.mean(0)) / align.std(0)
+    key = drift * align[cols, rows] + rng.normal(0, 1, len(rows))
+    by_key = np.lexsort((key, new, rows))
+    by_time = np.lexsort((ts, new, rows))
+    out = np.empty_like(ts)
+    out[by_key] = ts[by_time]          # the k-th watch by key gets the group's k-th timestamp
+    return out
+
+
 def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800,
-               mean_activity: float = 100.0, new_share: float = 0.04) -> DemoWorld:
+               mean_activity: float = 100.0, new_share: float = 0.04,
+               drift: float = DRIFT) -> DemoWorld:
     """Generate the demo world (about a second; the same world for the same arguments).
 
     Parameters
@@ -230,25 +282,36 @@ def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800
     new_share : float
         Share of items released after the training cutoff (the cold-start items).
 
+    drift : float
+        How strongly each user's *current interest* orders their watches in time (see
+        :func:`_order_by_drift`); 0 gives a random order within a user.
+
     Returns
     -------
     DemoWorld
         ``world.dataset`` is the observable :class:`~perso_kit.data.Dataset` named ``"demo"``;
         ``world.true_utility(users, items)`` is the ground truth for simulations.
+
+    Limits: the world is built in memory as dense users x items arrays (a few of them, 8 bytes a
+    cell), so ``n_users * n_items`` may be at most :data:`MAX_CELLS` (60 million: about 2 GB at
+    the peak); beyond about 3,000 items, titles repeat with a "Part 2" numbering.
     """
+    if n_users < 1 or n_items < 2:
+        raise ValueError(f"a demo world needs at least 1 user and 2 items, got {n_users} users "
+                         f"and {n_items} items")
+    if n_users * n_items > MAX_CELLS:
+        raise ValueError(f"{n_users:,} users x {n_items:,} items is {n_users * n_items:,} "
+                         f"cells, more than the demo world builds in memory ({MAX_CELLS:,}); "
+                         "use fewer users or items, or a real dataset (pk.load_dataset)")
+    if not 0 <= new_share < 1:
+        raise ValueError(f"new_share must be in [0, 1), got {new_share}")
     seed = config.seed() if seed is None else int(seed)
     rng = np.random.default_rng(seed)
     items, latent = _make_items(rng, n_items, new_share)
     attrs = _item_attributes(items, latent)
 
     # user tastes: sparse weights over each attribute block, plus a dislike or two
-    voc = vocabulary()
-    blocks = [len(voc["genres"]), len(voc["moods"]), len(voc["themes"]), len(ERAS)]
-    taste = []
-    for size, conc in zip(blocks, [0.35, 0.5, 0.3, 0.8]):
-        w = rng.dirichlet(np.full(size, conc), size=n_users) * size
-        taste.append(w - 1.0)  # below-average weight is a dislike
-    taste = np.hstack(taste)
+    taste = _draw_tastes(rng, n_users)
     utility = taste @ attrs.T + 0.5 * latent["quality"][None, :] \
         + rng.normal(0, 0.6, (n_users, n_items))
     utility = (utility - utility.mean(1, keepdims=True)) / utility.std(1, keepdims=True)
@@ -269,9 +332,14 @@ def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800
     new = latent["is_new"][cols]
     ts = np.where(new, rng.integers(CUTOFF, END, len(cols)), rng.integers(START, CUTOFF,
                                                                           len(cols)))
+    # rows in the order of the drawn times; drift then re-deals each user's times among their
+    # watches (rows keep their place, so splits that shuffle rows draw the same interactions)
+    by_drawn_time = np.lexsort((rows, ts))
+    rows, cols, new, ts, ratings = (a[by_drawn_time] for a in (rows, cols, new, ts, ratings))
+    if drift:
+        ts = _order_by_drift(np.random.default_rng([seed, 1]), rows, cols, new, ts, attrs, drift)
     interactions = pd.DataFrame({"user_id": rows + 1, "item_id": items["item_id"].to_numpy()[cols],
                                  "rating": ratings, "timestamp": ts})
-    interactions = interactions.sort_values(["timestamp", "user_id"], kind="stable")
     users = pd.DataFrame({"user_id": np.arange(1, n_users + 1)})
     new_ids = items.loc[latent["is_new"], "item_id"].to_numpy()
     ds = make_dataset(

