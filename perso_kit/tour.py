@@ -44,6 +44,9 @@ MOSTLY_FAILED = 0.5
 _DEMO_GUARD = re.compile(r"if\s+DATASET\s*!=\s*[\"']demo[\"']\s*:\s*\n\s*raise\b")
 #: the kernel's log level: its one warning (unencrypted TCP on the loopback) says nothing useful
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: the kernels draw inline whatever ``MPLBACKEND`` says: CI images often set ``Agg``, under which
+#: an executed notebook (and its page) would hold no figure at all
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 @dataclass
@@ -126,7 +129,7 @@ def run_notebook(path: Path, output_dir: Path, parameters: dict | None = None,
     cpu0 = _children_cpu()
     status, error = "ok", ""
     try:
-        with environment(**absolute_path_variables()):
+        with environment(MPLBACKEND=INLINE_BACKEND, **absolute_path_variables()):
             pm.execute_notebook(str(path), str(out), parameters=parameters or {},
                                 cwd=str(path.parent), progress_bar=False, kernel_name="python3",
                                 execution_timeout=timeout, report_mode=False,

@@ -148,3 +148,18 @@ def test_notebook_05_against_a_closed_port_is_marked_failed(tmp_path, monkeypatc
     assert "LLM calls failed" in row["error"] and "can be reached" in row["error"]
     page = (out / "05_llm_basics_for_personalization.ipynb").read_text()
     assert f"127.0.0.1:{port}" in page  # the banner names the server
+
+
+def test_figures_are_kept_even_when_the_environment_asks_for_agg(tmp_path, monkeypatch):
+    """``MPLBACKEND=Agg`` (set by many CI images, and by .ci/run) would leave an executed
+    notebook without a single figure; the tour's kernels draw inline whatever it says."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    write(src / "01_plot.ipynb", "SMALL = False",
+          "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
+    summary = run_tour(tmp_path / "out", folder=src, html=False)
+    assert summary["status"].tolist() == ["ok"]
+    outputs = nbformat.read(str(tmp_path / "out" / "01_plot.ipynb"), 4).cells[1].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert os.environ["MPLBACKEND"] == "Agg"          # the caller's environment is untouched
