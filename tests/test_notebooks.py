@@ -53,3 +53,16 @@ def test_start_here_records_the_environment(notebook_runs):
     assert rec["dataset"] == "demo" and rec["users"] == 1000
     assert rec["backend"] == "offline" and rec["offline"] is True
     assert 0.2 < rec["ndcg_popularity"] < 0.4
+
+
+def test_every_notebook_ends_with_the_way_on():
+    """Each notebook's last cell links the next one (the last links back to 00), and the link
+    names a notebook that exists."""
+    import re
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    for i, path in enumerate(paths[1:], start=1):
+        last = json.loads(path.read_text())["cells"][-1]
+        last = {"cell_type": last["cell_type"], "source": "".join(last["source"])}
+        target = paths[i + 1] if i + 1 < len(paths) else paths[0]
+        links = re.findall(r"\]\(([^)]+\.ipynb)\)", last["source"])
+        assert last["cell_type"] == "markdown" and links == [target.name], path.name
