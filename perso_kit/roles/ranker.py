@@ -530,6 +530,7 @@ def evaluate_reranking(rerankers: dict, split, users, k: int = 10, ci: float | N
             base_name = f"{rr.candidates.name} (candidates)"
             row, per_user[base_name] = score(base, base_name)
             rows.append({**row.to_dict(), "parse_failure_rate": 0.0, "hallucination_rate": 0.0,
+                         "echo_rate": 0.0, "tie_rate": 0.0,
                          "calls_per_user": 0.0, "tokens_per_user": 0.0,
                          "cost_usd_per_user": 0.0, "latency_s_per_user": 0.0})
             first = False
@@ -537,7 +538,8 @@ def evaluate_reranking(rerankers: dict, split, users, k: int = 10, ci: float | N
         rows.append({**row.to_dict(), **summarize_log(rr.log_)})
     ndcg, hit = f"ndcg@{k}", f"hit_rate@{k}"
     cols = ["model", "users", ndcg, hit, "avg_popularity", "parse_failure_rate",
-            "hallucination_rate", "calls_per_user", "tokens_per_user", "cost_usd_per_user",
+            "hallucination_rate", "echo_rate", "tie_rate", "calls_per_user", "tokens_per_user",
+            "cost_usd_per_user",
             "latency_s_per_user"]
     if ci:
         cols[4:4] = [f"{ndcg}_lo", f"{ndcg}_hi", f"{hit}_lo", f"{hit}_hi"]
