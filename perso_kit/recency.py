@@ -66,14 +66,14 @@ def last_n(train: Dataset, n: int) -> Dataset:
 
 
 def attribute_vectors(items: pd.DataFrame) -> np.ndarray:
-    """One row per catalog item: one-hot genres, plus mood and themes where the catalog has
-    them (the demo world does; MovieLens has genres only), each row of unit length. What a
-    reader of the catalog, or of a prompt listing titles with genres, can see."""
-    columns = [c for c in ("genres", "mood", "themes") if c in items.columns]
-    tokens = [[f"{c}:{v}" for c in columns
-               for v in (row[c] if isinstance(row[c], (tuple, list)) else [row[c]])]
-              for _, row in items[columns].iterrows()]
-    vocab = {t: j for j, t in enumerate(sorted({t for ts in tokens for t in ts}))}
+    """One row per catalog item: one-hot of its catalog attributes (genres, plus mood and themes
+    where the catalog has them: the demo world does, MovieLens has genres only; read by
+    :func:`perso_kit.roles.explainer.item_attributes`), each row of unit length. What a reader of
+    the catalog, or of a prompt listing titles with genres, can see."""
+    from .roles.explainer import item_attributes
+    by_id = items.set_index("item_id")
+    tokens = [item_attributes(by_id, i) for i in items["item_id"]]
+    vocab = {t: j for j, t in enumerate(sorted(set().union(*tokens)))}
     V = np.zeros((len(items), len(vocab)))
     for r, ts in enumerate(tokens):
         V[r, [vocab[t] for t in ts]] = 1.0
@@ -82,15 +82,19 @@ def attribute_vectors(items: pd.DataFrame) -> np.ndarray:
 
 
 def rerank(scorer, candidates: pd.DataFrame) -> pd.DataFrame:
-    """Re-order each user's ``candidates`` (``user_id, item_id`` rows) by a fitted recommender's
-    scores; returns the same rows with new ``score`` and ``rank`` (ties keep the given order)."""
-    out = []
-    for user, group in candidates.groupby("user_id", sort=False):
-        s = scorer.score([user], group["item_id"].to_numpy())[0]
-        order = np.argsort(-s, kind="stable")
-        out.append(pd.DataFrame({"user_id": user, "item_id": group["item_id"].to_numpy()[order],
-                                 "score": s[order], "rank": np.arange(1, len(order) + 1)}))
-    return pd.concat(out, ignore_index=True)
+    """Re-order each user's ``candidates`` (``user_id, item_id`` rows) by a fitted recommender
+    that scores the whole catalog; returns the same rows with new ``score`` and ``rank`` (ties
+    keep the given order). The scores come from
+    :func:`perso_kit.recommenders.ltr.model_scores`."""
+    from .recommenders.ltr import model_scores
+    scores = model_scores({"scorer": scorer}, candidates, exclude_seen=False)
+    if "scorer_score" not in scores:
+        raise ValueError(f"{scorer.name} does not score the whole catalog; rerank needs one "
+                         "that does (it implements _score)")
+    out = candidates[["user_id", "item_id"]].assign(score=scores["scorer_score"])
+    out = out.iloc[np.lexsort((-out["score"].to_numpy(), out["user_id"].to_numpy()))]
+    out["rank"] = out.groupby("user_id").cumcount() + 1
+    return out.reset_index(drop=True)
 
 
 def recency_check(split, retriever, new_item_ids=(), n_candidates: int = 20, recent: int = 10,

@@ -53,6 +53,16 @@ def test_rerank_orders_each_users_candidates_by_the_scorer(tiny):
     assert out["rank"].tolist() == [1, 2, 3]
 
 
+def test_rerank_needs_a_scorer_of_the_whole_catalog(tiny):
+    from perso_kit.recommenders.base import Recommender
+
+    class ListsOnly(Recommender):          # recommends, but scores no arbitrary item
+        pass
+
+    with pytest.raises(ValueError, match="whole catalog"):
+        rerank(ListsOnly().fit(tiny), pd.DataFrame({"user_id": [1], "item_id": [3]}))
+
+
 def test_attribute_vectors_are_unit_rows_over_the_catalog_columns(tiny):
     V = attribute_vectors(tiny.items)
     assert V.shape == (4, 3)                        # genres: Comedy, Drama, Horror
