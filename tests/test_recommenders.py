@@ -91,15 +91,111 @@ def test_als_confidence_is_one_plus_alpha():
     assert C.shape == (4, 3) and np.allclose(C.data, 5.0)
 
 
-def test_bpr_placeholder_user_makes_items_equally_frequent():
-    ds = tiny(KNN_PAIRS + [(5, 1)])               # counts: item 1: 4, item 2: 2, item 3: 3
-    M = BPR(negatives="uniform")._user_items(ds)
-    assert M.shape == (ds.n_users + 1, ds.n_items)
-    counts = np.bincount(M.indices, minlength=ds.n_items)
-    assert (counts == counts[0]).all() and counts[0] == 5      # max count + 1
-    placeholder = M.indices[M.indptr[-2]:]
-    assert set(placeholder) == {0, 1, 2}          # it has "seen" every item, so never updates
-    assert BPR(negatives="popularity")._user_items(ds).shape == (ds.n_users, ds.n_items)
+def _triple_arrays(rows):
+    """CSR arrays of a users x items 0/1 matrix given as lists of item indices per user."""
+    indptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int32)
+    indices = np.concatenate([sorted(r) for r in rows]).astype(np.int32)
+    users = np.repeat(np.arange(len(rows)), [len(r) for r in rows]).astype(np.int32)
+    return indptr, indices, users
+
+
+def test_bpr_epoch_one_step_by_hand():
+    # user 0 has seen item 0; triple (user 0, item 0, item 1). u = (1, 1) with its bias entry
+    # 1; v_0 = (0.5, 0), v_1 = (0, 0.2): x = 1 * (0.5 - 0) + 1 * (0 - 0.2) = 0.3, z = 1 / (1 +
+    # e^0.3). With lr 0.1, reg 0: u_0 += 0.1 z (0.5 - 0); the bias entry of u stays 1;
+    # v_0 += 0.1 z u; v_1 -= 0.1 z u.
+    from perso_kit.recommenders.mf import bpr_epoch
+    indptr, indices, users = _triple_arrays([[0]])
+    U = np.array([[1.0, 1.0]], np.float32)
+    V = np.array([[0.5, 0.0], [0.0, 0.2]], np.float32)
+    correct, skipped = bpr_epoch(U, V, indptr, indices, users, np.array([0]), np.array([1]),
+                                 0.1, 0.0)
+    z = 1 / (1 + np.exp(0.3))
+    np.testing.assert_allclose(U, [[1 + 0.1 * z * 0.5, 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(V, [[0.5 + 0.1 * z, 0.1 * z], [-0.1 * z, 0.2 - 0.1 * z]],
+                               rtol=1e-6)
+    assert (correct, skipped) == (1, 0)           # x > 0: the pair was already in order
+
+
+def test_bpr_epoch_skips_a_negative_the_user_has_seen():
+    # planted: user 1 has seen items 0, 2 and 3; the drawn "negative" 3 is one of them, so
+    # the triple is skipped and nothing moves; the control (negative 1, unseen) updates
+    from perso_kit.recommenders.mf import _compiled_bpr_epoch, bpr_epoch
+    indptr, indices, users = _triple_arrays([[1], [0, 2, 3]])
+    for epoch in (bpr_epoch, _compiled_bpr_epoch()):
+        U = np.ones((2, 3), np.float32)
+        V = np.full((4, 3), 0.1, np.float32)
+        assert epoch(U, V, indptr, indices, users, np.array([1]), np.array([3]), 0.1,
+                     0.0) == (0, 1)
+        assert (U == 1).all() and (V == np.float32(0.1)).all()
+        assert epoch(U, V, indptr, indices, users, np.array([1]), np.array([1]), 0.1,
+                     0.0) == (0, 0)              # x = 0: z = 0.5, not counted as correct
+        assert V[0, 0] > 0.1 and V[1, 0] < 0.1 and V[2:].tolist() == [[np.float32(0.1)] * 3] * 2
+
+
+def test_compiled_bpr_epoch_agrees_with_the_python_loop():
+    from perso_kit.recommenders.mf import _compiled_bpr_epoch, bpr_epoch
+    rng = np.random.default_rng(3)
+    rows = [sorted(rng.choice(12, size=rng.integers(1, 6), replace=False)) for _ in range(8)]
+    indptr, indices, users = _triple_arrays(rows)
+    pos = rng.integers(0, len(indices), 200).astype(np.int32)
+    neg = rng.integers(0, 12, 200).astype(np.int32)
+    U0 = rng.normal(0, 0.1, (8, 5)).astype(np.float32)
+    V0 = rng.normal(0, 0.1, (12, 5)).astype(np.float32)
+    U0[:, -1] = 1
+    out = []
+    for epoch in (bpr_epoch, _compiled_bpr_epoch()):
+        U, V = U0.copy(), V0.copy()
+        out.append((epoch(U, V, indptr, indices, users, pos, neg, 0.05, 0.01), U, V))
+    assert out[0][0] == out[1][0] and out[0][0][1] > 0      # same counts; some skipped
+    np.testing.assert_allclose(out[0][1], out[1][1], atol=1e-5)
+    np.testing.assert_allclose(out[0][2], out[1][2], atol=1e-5)
+
+
+def test_bpr_learns_a_planted_block_structure():
+    # two groups of 20 users, two blocks of 10 items; each user has seen 6 of their own
+    # block's items and none of the other's. Uniform BPR must score the 4 unseen items of the
+    # user's own block above all 10 items of the other block, for every user; one epoch (the
+    # control) does not get there.
+    rng = np.random.default_rng(0)
+    pairs, own, other = [], {}, {}
+    for u in range(40):
+        block = np.arange(10) + (10 if u >= 20 else 0)
+        seen = rng.choice(block, 6, replace=False)
+        pairs += [(u + 1, i + 1) for i in seen]
+        own[u] = sorted(set(block) - set(seen))
+        other[u] = (block + 10) % 20
+
+    def separated(model):
+        s = model.user_factors_ @ model.item_factors_.T
+        return sum(s[u, own[u]].min() > s[u, other[u]].max() for u in range(40))
+
+    ds = tiny(pairs, n_items=20)
+    params = dict(factors=4, learning_rate=0.05, regularization=0.05, show_progress=False,
+                  seed=1)
+    model = BPR(iterations=200, **params).fit(ds)
+    assert separated(model) == 40
+    assert separated(BPR(iterations=1, **params).fit(ds)) < 20
+    assert model.correct_share_[-1] > 0.85 and model.correct_share_[0] < 0.65
+
+
+def test_uniform_bpr_draws_as_many_triples_as_interactions(monkeypatch):
+    # the epoch is not inflated: each epoch draws nnz triples, negatives spread evenly over
+    # the catalog (the most popular item is drawn no more than any other)
+    from perso_kit.recommenders import mf
+    drawn = []
+
+    def spy(U, V, indptr, indices, users, pos, neg, lr, reg):
+        drawn.append((len(pos), neg.copy()))
+        return 0, 0
+
+    monkeypatch.setattr(mf, "_compiled_bpr_epoch", lambda: spy)
+    ds = tiny([(u, 1) for u in range(1, 400)] + [(u, 2 + u % 9) for u in range(1, 400)])
+    BPR(factors=2, iterations=3, show_progress=False).fit(ds)
+    assert [n for n, _ in drawn] == [ds.n_interactions] * 3
+    counts = np.bincount(np.concatenate([neg for _, neg in drawn]), minlength=ds.n_items)
+    expected = 3 * ds.n_interactions / ds.n_items
+    assert np.abs(counts - expected).max() < 5 * np.sqrt(expected), counts
 
 
 def test_factor_models_are_deterministic_for_a_seed(demo):
@@ -111,8 +207,10 @@ def test_factor_models_are_deterministic_for_a_seed(demo):
     assert not np.allclose(a.item_factors_, c.item_factors_)
     p = BPR(factors=8, iterations=3, seed=7).fit(split.train)
     q = BPR(factors=8, iterations=3, seed=7).fit(split.train)
+    r = BPR(factors=8, iterations=3, seed=8).fit(split.train)
     np.testing.assert_array_equal(p.item_factors_, q.item_factors_)
-    assert p.user_factors_.shape == (demo.n_users, 9)    # placeholder row dropped; bias column
+    assert not np.allclose(p.item_factors_, r.item_factors_)
+    assert p.user_factors_.shape == (demo.n_users, 9)    # 8 factors and the bias column
     pd.testing.assert_frame_equal(p.recommend(users=[1, 2], k=5), q.recommend(users=[1, 2], k=5))
 
 
