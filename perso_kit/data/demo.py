@@ -54,7 +54,8 @@ START = 874_724_710  # 1997-09-20
 CUTOFF = 886_291_200  # 1998-02-01: new releases come out after this
 END = 893_286_638  # 1998-04-23
 BUZZ_SIGMA = 2.2  # spread of log-buzz: sets how long the popularity tail is
-MAX_CELLS = 60_000_000  # users x items the world may hold (dense arrays; see make_world)
+MAX_CELLS = 60_000_000  # up to this many users x items cells, the world is built densely
+CHUNK_CELLS = 4_000_000  # above MAX_CELLS, users are generated in chunks of this many cells
 DRIFT = 1.0  # how strongly a user's current interest orders their watches in time (0: random)
 ERAS = ["1930s", "1940s", "1950s", "1960s", "1970s", "1980s", "1990s"]
 
@@ -76,7 +77,7 @@ class DemoWorld:
     """
 
     dataset: Dataset
-    _utility: np.ndarray  # users x items, standardized per user; private ground truth
+    _utility: "np.ndarray | _ChunkedUtility"  # users x items, z-scores per user; private
     seed: int
 
     def true_utility(self, user_ids, item_ids) -> np.ndarray:
@@ -86,6 +87,8 @@ class DemoWorld:
         """
         u = self.dataset.user_index(np.atleast_1d(user_ids))
         i = self.dataset.item_index(np.atleast_1d(item_ids))
+        if isinstance(self._utility, _ChunkedUtility):
+            return self._utility.take(u, i)
         return self._utility[np.ix_(u, i)]
 
     def true_rating(self, user_ids, item_ids) -> np.ndarray:
@@ -170,8 +173,12 @@ def _make_items(rng: np.random.Generator, n_items: int, new_share: float) -> tup
 
 
 def _make_titles(rng, n, voc) -> list[str]:
+    """``n`` distinct titles drawn from the word lists; once the lists run out (200 draws in a
+    row give only titles already taken: about 3,000 titles), the rest are numbered sequels of
+    the titles drawn so far ("Silent Harbor, The: Part 2", then Part 3, ...), made without
+    further draws, so any number of titles comes out in one pass."""
     adjs, nouns, names = voc["title_adjectives"], voc["title_nouns"], voc["title_names"]
-    seen, out, misses, sequels = set(), [], 0, {}
+    seen, out, misses = set(), [], 0
     while len(out) < n:
         form = rng.integers(0, 4)
         a, b, c = rng.choice(adjs), rng.choice(nouns), rng.choice(nouns)
@@ -189,14 +196,13 @@ def _make_titles(rng, n, voc) -> list[str]:
             misses += 1
             if misses < 200:
                 continue
-            # the word lists are running out (beyond about 3,000 titles): number sequels
-            sequels[t] = sequels.get(t, 1) + 1
-            t = f"{t}: Part {sequels[t]}"
-            if t in seen:
-                continue
+            break                         # the word lists have run out: sequels from here
         misses = 0
         seen.add(t)
         out.append(t)
+    first = list(out)
+    for k in range(n - len(out)):        # no base title has ": Part", so these are all new
+        out.append(f"{first[k % len(first)]}: Part {k // len(first) + 2}")
     return out
 
 
@@ -259,6 +265,13 @@ def _order_by_drift(rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray
     align = attrs @ direction.T                                       # items x users
     align = (align - align.mean(0)) / align.std(0)
     key = drift * align[cols, rows] + rng.normal(0, 1, len(rows))
+    return _deal_timestamps(key, rows, new, ts)
+
+
+def _deal_timestamps(key: np.ndarray, rows: np.ndarray, new: np.ndarray,
+                     ts: np.ndarray) -> np.ndarray:
+    """Within each user (and separately before and after the cut-off), hand the user's
+    timestamps out in the order of ``key``."""
     by_key = np.lexsort((key, new, rows))
     by_time = np.lexsort((ts, new, rows))
     out = np.empty_like(ts)
@@ -292,23 +305,25 @@ def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800
         ``world.dataset`` is the observable :class:`~perso_kit.data.Dataset` named ``"demo"``;
         ``world.true_utility(users, items)`` is the ground truth for simulations.
 
-    Limits: the world is built in memory as dense users x items arrays (a few of them, 8 bytes a
-    cell), so ``n_users * n_items`` may be at most :data:`MAX_CELLS` (60 million: about 2 GB at
-    the peak); beyond about 3,000 items, titles repeat with a "Part 2" numbering.
+    Size: up to :data:`MAX_CELLS` users x items cells (60 million: about 2 GB at the peak), the
+    world is built as dense users x items arrays, as it always was. Above that, users are
+    generated in chunks of about :data:`CHUNK_CELLS` cells (:func:`_make_world_chunked`), so
+    memory grows with the interactions, not with users x items; such a world draws its own
+    random numbers per chunk (a different world from what the dense path would give), and
+    its ground truth is recomputed, chunk by chunk, when asked for. Beyond about 3,000 items,
+    titles are numbered sequels ("Part 2") of the titles the word lists give.
     """
     if n_users < 1 or n_items < 2:
         raise ValueError(f"a demo world needs at least 1 user and 2 items, got {n_users} users "
                          f"and {n_items} items")
-    if n_users * n_items > MAX_CELLS:
-        raise ValueError(f"{n_users:,} users x {n_items:,} items is {n_users * n_items:,} "
-                         f"cells, more than the demo world builds in memory ({MAX_CELLS:,}); "
-                         "use fewer users or items, or a real dataset (pk.load_dataset)")
     if not 0 <= new_share < 1:
         raise ValueError(f"new_share must be in [0, 1), got {new_share}")
     seed = config.seed() if seed is None else int(seed)
     rng = np.random.default_rng(seed)
     items, latent = _make_items(rng, n_items, new_share)
     attrs = _item_attributes(items, latent)
+    if n_users * n_items > MAX_CELLS:
+        return _make_world_chunked(seed, n_users, items, latent, attrs, mean_activity, drift)
 
     # user tastes: sparse weights over each attribute block, plus a dislike or two
     taste = _draw_tastes(rng, n_users)
@@ -338,6 +353,12 @@ def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800
     rows, cols, new, ts, ratings = (a[by_drawn_time] for a in (rows, cols, new, ts, ratings))
     if drift:
         ts = _order_by_drift(np.random.default_rng([seed, 1]), rows, cols, new, ts, attrs, drift)
+    return _world(seed, n_users, items, latent, rows, cols, ratings, ts,
+                  utility.astype(np.float32))
+
+
+def _world(seed, n_users, items, latent, rows, cols, ratings, ts, utility) -> DemoWorld:
+    """Wrap the generated log and the ground truth as a :class:`DemoWorld`."""
     interactions = pd.DataFrame({"user_id": rows + 1, "item_id": items["item_id"].to_numpy()[cols],
                                  "rating": ratings, "timestamp": ts})
     users = pd.DataFrame({"user_id": np.arange(1, n_users + 1)})
@@ -348,4 +369,82 @@ def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800
                      f"{seed}); not real data. Items released after the cutoff have no "
                      "interactions before it."),
         meta={"synthetic": True, "seed": seed, "cutoff": CUTOFF, "new_item_ids": new_ids})
-    return DemoWorld(dataset=ds, _utility=utility.astype(np.float32), seed=seed)
+    return DemoWorld(dataset=ds, _utility=utility, seed=seed)
+
+
+def _chunk_utility(seed: int, chunk: int, n: int, attrs: np.ndarray,
+                   quality: np.ndarray) -> tuple[np.ndarray, np.random.Generator]:
+    """True utility of the ``n`` users of user chunk ``chunk`` (z-scores per user), and the
+    chunk's random generator, ready for the chunk's next draws. The same arguments give the
+    same numbers, so the ground truth can be recomputed instead of kept."""
+    rng = np.random.default_rng([seed, 2, chunk])
+    taste = _draw_tastes(rng, n)
+    utility = taste @ attrs.T + 0.5 * quality[None, :] + rng.normal(0, 0.6, (n, len(attrs)))
+    utility = (utility - utility.mean(1, keepdims=True)) / utility.std(1, keepdims=True)
+    return utility, rng
+
+
+class _ChunkedUtility:
+    """The ground truth of a world built in user chunks: recomputed for the chunks asked for
+    (:func:`_chunk_utility`), never held whole."""
+
+    def __init__(self, seed: int, n_users: int, chunk_users: int, attrs: np.ndarray,
+                 quality: np.ndarray):
+        self.seed, self.n_users, self.chunk_users = seed, n_users, chunk_users
+        self.attrs, self.quality = attrs, quality
+        self.shape = (n_users, len(attrs))
+
+    def take(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """The users ``u`` x items ``i`` block (row and column indices)."""
+        out = np.empty((len(u), len(i)), np.float32)
+        for chunk in np.unique(u // self.chunk_users):
+            first = chunk * self.chunk_users
+            n = min(self.chunk_users, self.n_users - first)
+            block, _ = _chunk_utility(self.seed, int(chunk), n, self.attrs, self.quality)
+            here = np.flatnonzero(u // self.chunk_users == chunk)
+            out[here] = block[np.ix_(u[here] - first, i)]
+        return out
+
+
+def _make_world_chunked(seed, n_users, items, latent, attrs, mean_activity,
+                        drift) -> DemoWorld:
+    """:func:`make_world` above :data:`MAX_CELLS`: the same recipe, one chunk of users at a
+    time (each chunk with its own random generator), keeping only the interactions."""
+    n_items = len(items)
+    chunk_users = max(1, CHUNK_CELLS // n_items)
+    exposure = latent["buzz"].copy()
+    exposure[latent["is_new"]] *= 0.6
+    log_exposure = np.log(exposure)[None, :]
+    direction_rng = np.random.default_rng([seed, 1])
+    parts = []
+    for chunk, first in enumerate(range(0, n_users, chunk_users)):
+        n = min(chunk_users, n_users - first)
+        utility, rng = _chunk_utility(seed, chunk, n, attrs, latent["quality"])
+        activity = np.clip(np.round(rng.lognormal(np.log(mean_activity) - 0.6, 1.1, n)),
+                           3, int(0.4 * n_items)).astype(int)
+        keys = utility / 0.6 + log_exposure + rng.gumbel(size=utility.shape)
+        top = int(activity.max())
+        best = np.argpartition(-keys, top - 1, axis=1)[:, :top]      # Gumbel top-k, as above
+        best = np.take_along_axis(best, np.argsort(-np.take_along_axis(keys, best, 1), 1), 1)
+        rows = np.repeat(np.arange(n), activity)
+        cols = best[np.arange(top)[None, :] < activity[:, None]]
+        z = utility[rows, cols]
+        ratings = utility_to_rating(z + rng.normal(0, 0.35, len(z)))
+        new = latent["is_new"][cols]
+        ts = np.where(new, rng.integers(CUTOFF, END, len(cols)),
+                      rng.integers(START, CUTOFF, len(cols)))
+        align = np.zeros(len(rows))
+        if drift:   # how far each watch points along the user's current interest
+            d = attrs @ _draw_tastes(direction_rng, n).T                 # items x users
+            d = (d - d.mean(0)) / d.std(0)
+            align = d[cols, rows]
+        parts.append((rows + first, cols, ratings, ts, new, align))
+    rows, cols, ratings, ts, new, align = (np.concatenate(a) for a in zip(*parts))
+    by_drawn_time = np.lexsort((rows, ts))
+    rows, cols, new, ts, ratings, align = (a[by_drawn_time] for a in
+                                           (rows, cols, new, ts, ratings, align))
+    if drift:
+        key = drift * align + direction_rng.normal(0, 1, len(rows))
+        ts = _deal_timestamps(key, rows, new, ts)
+    truth = _ChunkedUtility(seed, n_users, chunk_users, attrs, latent["quality"])
+    return _world(seed, n_users, items, latent, rows, cols, ratings, ts, truth)
