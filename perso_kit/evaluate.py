@@ -26,7 +26,9 @@ the same users is resampled the same way, and two models are compared by the int
 *paired* difference (:func:`paired_difference`), not by whether their own intervals overlap.
 The interval covers the sampling of users only: a different hold-out (split seed) or training
 seed moves the numbers too. Beyond-accuracy metrics (coverage, ...) describe all lists
-together and get no interval.
+together and get no interval. The one exception is the intra-list diversity ``ild@10``
+(:func:`genre_diversity`): it is a per-user number like the accuracy metrics, so it gets an
+interval (``ild@10_lo``, ``ild@10_hi``) from the same resamples.
 
 >>> from perso_kit.evaluate import paired_difference
 >>> from perso_kit.recommenders import ItemKNN
@@ -152,6 +154,34 @@ def _beyond_accuracy(rec_idx: np.ndarray, split: Split) -> dict:
         "exposure_gini": M.exposure_gini(rec_idx, n_items),
         "novelty": M.novelty(rec_idx, pop, split.train.n_users),
     }
+
+
+def genre_diversity(rec_idx: np.ndarray, split: Split) -> np.ndarray:
+    """Per-user intra-list diversity of ready-made lists on the catalog's genres: the mean
+    Jaccard distance between the genre sets of every pair of items in a list
+    (:func:`perso_kit.metrics.intra_list_diversity`; NaN for a list of fewer than two)."""
+    genres, _ = split.train.genre_matrix()
+    return M.intra_list_diversity(rec_idx, genres, metric="jaccard")
+
+
+def _diversity_columns(ild: np.ndarray, name: str, ci: float | None, n_boot: int,
+                       seed: int | None) -> dict:
+    """The ILD column of one row (mean over users whose list has a pair), with its bootstrap
+    interval when ``ci`` is given, drawn with the same resamples of users as the accuracy
+    metrics (users without a pair are left out of each resample's mean)."""
+    valid = np.isfinite(ild)
+    out = {name: float(ild[valid].mean()) if valid.any() else np.nan}
+    if ci is not None:
+        if valid.any():
+            idx = bootstrap_indices(len(ild), n_boot, seed)
+            total = resampled_means(np.where(valid, ild, 0.0), idx)
+            share = resampled_means(valid.astype(float), idx)
+            means = np.divide(total, share, out=np.full(len(total), np.nan), where=share > 0)
+            lo, hi = np.nanquantile(means, [(1 - ci) / 2, (1 + ci) / 2])
+        else:
+            lo = hi = np.nan
+        out.update({f"{name}_lo": float(lo), f"{name}_hi": float(hi)})
+    return out
 
 
 # ----------------------------------------------------------------------------- uncertainty
@@ -285,6 +315,8 @@ def evaluate_recommendations(recs: pd.DataFrame, split: Split, k: int = 10, user
     rec_idx = recommendation_matrix(recs, users, split, k)
     per_user = score_lists(rec_idx, users, split, min_rating)
     metric_cols = list(per_user.columns[2:])
+    ild_col = f"ild@{k}"
+    per_user[ild_col] = genre_diversity(rec_idx, split)
     segments = _segments(split, by, users)
     rows = []
     for seg_name, mask in segments:
@@ -301,6 +333,8 @@ def evaluate_recommendations(recs: pd.DataFrame, split: Split, k: int = 10, user
             for j, name in enumerate(metric_cols):
                 row.update({name: means[j], f"{name}_lo": lo[j], f"{name}_hi": hi[j]})
         row.update(_beyond_accuracy(rec_idx[mask], split))
+        row.update(_diversity_columns(per_user.loc[mask, ild_col].to_numpy(dtype=float),
+                                      ild_col, ci, n_boot, seed))
         rows.append(row)
     table = pd.DataFrame(rows)
     if return_per_user:
@@ -378,8 +412,11 @@ def evaluate(recommenders: Mapping[str, Recommender] | Recommender, split: Split
     DataFrame, one row per (model, segment): ``users``, the accuracy metrics at ``k``
     (precision, recall, ndcg, map, mrr, hit_rate; with ``ci``, each followed by its ``_lo`` and
     ``_hi`` bounds), the beyond-accuracy metrics (coverage, avg_popularity, long_tail_share,
-    exposure_gini, novelty), and ``fit_s``/``recommend_s`` seconds. With
-    ``return_per_user=True``, the pair ``(table, per_user)``.
+    exposure_gini, novelty), the intra-list diversity ``ild@k`` (mean Jaccard distance between
+    the genre sets of the items of each list, averaged over users; with ``ci``, followed by
+    ``ild@k_lo`` and ``ild@k_hi``), and ``fit_s``/``recommend_s`` seconds. With
+    ``return_per_user=True``, the pair ``(table, per_user)``; ``per_user`` holds ``ild@k``
+    too.
     """
     k = check_k(k)
     if ci is not None:

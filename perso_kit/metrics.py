@@ -206,3 +206,94 @@ def novelty(rec_idx: np.ndarray, popularity: np.ndarray, n_users: int) -> float:
         return 0.0
     p = (np.asarray(popularity, float)[idx] + 1) / (n_users + 1)
     return float(np.mean(-np.log2(p)))
+
+
+# --------------------------------------------------------------------------- diversity
+#: how two items are compared by :func:`list_similarities` and :func:`intra_list_diversity`
+SIMILARITY_METRICS = ("jaccard", "cosine")
+
+
+def _gather(features, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` (any shape, ``-1`` allowed) of an items x features table, as dense floats
+    of shape ``idx.shape + (n_features,)``; padded positions get a row of zeros."""
+    flat = np.asarray(idx).ravel()
+    rows = np.maximum(flat, 0)
+    out = (features[rows].toarray() if sp.issparse(features)
+           else np.asarray(features, dtype=float)[rows]).astype(float)
+    out[flat < 0] = 0.0
+    return out.reshape(*np.shape(idx), features.shape[1])
+
+
+def list_similarities(rec_idx: np.ndarray, features, metric: str = "jaccard") -> np.ndarray:
+    """Similarity of every pair of items within each list: a ``users x k x k`` array.
+
+    Parameters
+    ----------
+    rec_idx : int array, users x k
+        Item row indices of ``features`` (``-1`` pads a short list; its pairs are NaN).
+    features : items x features array or sparse matrix
+        With ``metric="jaccard"``, a 0/1 matrix such as ``Dataset.genre_matrix()[0]``: two
+        items' similarity is |A & B| / |A | B| over their sets (two empty sets count as equal,
+        similarity 1, as in ``scipy.spatial.distance.jaccard``). With ``metric="cosine"``,
+        item vectors (embeddings, factors): similarity is the cosine of the two vectors (0
+        when either is all zeros).
+
+    >>> genres = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]])      # {A,B}, {A}, {C}
+    >>> list_similarities(np.array([[0, 1, 2]]), genres)[0].round(2).tolist()
+    [[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    if metric not in SIMILARITY_METRICS:
+        raise ValueError(f"metric must be one of {SIMILARITY_METRICS}, got {metric!r}")
+    idx = np.asarray(rec_idx)
+    if idx.ndim != 2:
+        raise ValueError("rec_idx must be users x k (one row of item indices per user)")
+    n_items = features.shape[0]
+    if idx.size and idx.max() >= n_items:
+        raise ValueError(f"rec_idx names item row {idx.max()} but features has only "
+                         f"{n_items} rows (one per catalog item)")
+    x = _gather(features, idx)                                    # users x k x f
+    if metric == "jaccard":
+        x = (x != 0).astype(float)
+        inter = np.einsum("ukf,ulf->ukl", x, x)
+        size = x.sum(-1)
+        union = size[:, :, None] + size[:, None, :] - inter
+        sim = np.divide(inter, union, out=np.ones_like(inter), where=union > 0)
+    else:
+        norm = np.linalg.norm(x, axis=-1, keepdims=True)
+        x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        sim = np.einsum("ukf,ulf->ukl", x, x)
+    pad = idx < 0
+    sim[pad[:, :, None] | pad[:, None, :]] = np.nan
+    return sim
+
+
+def intra_list_diversity(rec_idx: np.ndarray, features, metric: str = "jaccard",
+                         batch_size: int = 512) -> np.ndarray:
+    """Per-user intra-list diversity (ILD@k): the mean distance over all pairs of items in
+    the user's list, distance = 1 - similarity (see :func:`list_similarities`):
+
+    .. math:: \\mathrm{ILD}(L) = \\frac{2}{|L|(|L|-1)} \\sum_{i < j} (1 - \\mathrm{sim}(i, j))
+
+    0 when every item of the list is alike (same genres, parallel vectors); 1 for Jaccard when
+    no two items share a genre. A list with fewer than two items has no pair: NaN.
+
+    >>> genres = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]])      # {A,B}, {A}, {C}
+    >>> intra_list_diversity(np.array([[0, 1, 2], [0, 1, -1]]), genres).round(4).tolist()
+    [0.8333, 0.5]
+    """
+    idx = np.asarray(rec_idx)
+    if idx.ndim != 2:
+        raise ValueError("rec_idx must be users x k (one row of item indices per user)")
+    out = np.full(idx.shape[0], np.nan)
+    k = idx.shape[1]
+    if k < 2:
+        return out
+    upper = np.triu(np.ones((k, k), dtype=bool), 1)
+    for start in range(0, idx.shape[0], batch_size):
+        sim = list_similarities(idx[start:start + batch_size], features, metric)
+        dist = (1.0 - sim)[:, upper]                              # users x pairs, NaN on pads
+        n_pairs = np.isfinite(dist).sum(1)
+        total = np.nansum(dist, axis=1)
+        out[start:start + batch_size] = np.divide(total, n_pairs, out=np.full(len(total), np.nan),
+                                                  where=n_pairs > 0)
+    return out

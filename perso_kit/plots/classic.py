@@ -191,6 +191,53 @@ def plot_sweep(results: pd.DataFrame, param: str, metric: str = "ndcg@10", by: s
                   takeaway or f"Best {metric} {best[metric]:.3f} at {param}={best[param]:g}.")
 
 
+def plot_diversity_tradeoff(curves: Mapping[str, pd.DataFrame], metric: str = "ndcg@10",
+                            diversity: str = "ild@10", param: str = "lambda", ax=None,
+                            title: str | None = None, takeaway: str | None = None, who=None):
+    """The accuracy-diversity trade-off: ``metric`` against ``diversity``, one line per ranker
+    and one point per value of ``param`` (e.g. MMR's lambda), labelled with that value.
+
+    ``curves`` maps a ranker's name to a table with the columns ``param``, ``metric`` and
+    ``diversity`` (an :func:`~perso_kit.evaluate.evaluate` table whose ``model`` column holds
+    the lambdas, renamed to ``param``). Columns ``<metric>_lo``/``_hi`` and
+    ``<diversity>_lo``/``_hi`` (``evaluate(..., ci=0.95)``) draw intervals. Points up and to
+    the right are better on both; a ranker's curve shows what each step of diversity costs.
+    ``who`` (for LLM results) is stamped on the figure.
+
+    >>> t = pd.DataFrame({"lambda": [1.0, 0.0], "ndcg@10": [0.4, 0.3], "ild@10": [0.8, 0.95]})
+    >>> fig = plot_diversity_tradeoff({"EASE": t})
+    """
+    ax = _axes(ax)
+    palette = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#e377c2", "#7f7f7f"]
+    for n, (name, t) in enumerate(curves.items()):
+        missing = [c for c in (param, metric, diversity) if c not in t]
+        if missing:
+            raise ValueError(f"the table of {name!r} lacks columns {missing}")
+        t = t.sort_values(param, ascending=False)
+        c = color(str(name), palette[n % len(palette)])
+        x, y = t[diversity].to_numpy(float), t[metric].to_numpy(float)
+        xerr = yerr = None
+        if f"{metric}_lo" in t and f"{metric}_hi" in t:
+            yerr = np.vstack([y - t[f"{metric}_lo"].to_numpy(float),
+                              t[f"{metric}_hi"].to_numpy(float) - y])
+        if f"{diversity}_lo" in t and f"{diversity}_hi" in t:
+            xerr = np.vstack([x - t[f"{diversity}_lo"].to_numpy(float),
+                              t[f"{diversity}_hi"].to_numpy(float) - x])
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, marker="o", ms=5, lw=1.5, capsize=2,
+                    color=c, label=str(name))
+        for xi, yi, v in zip(x, y, t[param]):
+            ax.annotate(f"{v:g}", (xi, yi), fontsize=7, color=c, xytext=(4, 4),
+                        textcoords="offset points")
+    first = next(iter(curves.values())).sort_values(param, ascending=False)
+    name = next(iter(curves))
+    default = (f"{name}: {metric} {first[metric].iloc[0]:.3f} -> {first[metric].iloc[-1]:.3f}, "
+               f"{diversity} {first[diversity].iloc[0]:.2f} -> {first[diversity].iloc[-1]:.2f} "
+               f"from {param}={first[param].iloc[0]:g} to {first[param].iloc[-1]:g}.")
+    return finish(ax, title or f"Accuracy against diversity ({param} on each point)",
+                  f"{diversity} (intra-list diversity: higher = more varied lists)", metric,
+                  takeaway or default, who=who)
+
+
 # ----------------------------------------------------------------------------- notebook 03
 def plot_feature_importance(importances: pd.DataFrame, ax=None, top: int = 15,
                             takeaway: str | None = None):

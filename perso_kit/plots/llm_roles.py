@@ -124,3 +124,19 @@ def plot_faithfulness(summary: pd.DataFrame, takeaway: str | None = None, who=No
     ax.set_ylim(0, 1.05)
     return finish(ax, "How faithful are the explanations?", "check",
                   "share of explanations passing", takeaway, who=who)
+
+
+def plot_llm_diversity_tradeoff(curves: dict, who, metric: str = "ndcg@10",
+                                diversity: str = "ild@10", title: str | None = None,
+                                takeaway: str | None = None):
+    """The accuracy-diversity trade-off of MMR over an LLM's ranking and over its retriever's
+    order of the same candidates (:func:`~perso_kit.plots.classic.plot_diversity_tradeoff`);
+    ``who`` answered the LLM's ranking and is stamped on the figure (required)."""
+    from .classic import plot_diversity_tradeoff
+
+    if who is None:
+        raise ValueError("say who answered the LLM's ranking: pass who= (an LLM client or a "
+                         "label)")
+    return plot_diversity_tradeoff(curves, metric, diversity,
+                                   title=title or "Accuracy against diversity, same candidates",
+                                   takeaway=takeaway, who=who)

@@ -9,6 +9,7 @@ model                  idea
 :class:`ALS`           matrix factorization with confidence weights (Hu et al. 2008)
 :class:`BPR`           matrix factorization that learns to rank pairs (Rendle et al. 2009)
 :class:`TwoStageRanker`  candidates from retrievers, re-ranked by LightGBM LambdaRank
+:class:`MMR`           any model's candidates re-ranked for diversity (maximal marginal relevance)
 =====================  ====================================================================
 
 Every model follows scikit-learn's parameter protocol (``get_params``, ``set_params``,
@@ -21,7 +22,8 @@ from .ease import EASE
 from .itemknn import ItemKNN
 from .ltr import TwoStageRanker
 from .mf import ALS, BPR
+from .mmr import MMR
 from .popularity import Popularity
 
 __all__ = ["Recommender", "NotFittedError", "Popularity", "ItemKNN", "EASE", "ALS", "BPR",
-           "TwoStageRanker", "sweep"]
+           "TwoStageRanker", "MMR", "sweep"]

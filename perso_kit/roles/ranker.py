@@ -312,6 +312,9 @@ class LLMReranker(Recommender):
         ``n_outside``, ``n_failed_calls``, tokens, ``cost_usd`` and ``latency_s``;
         ``n_presentations`` ranked, ``n_echo`` of them answered in the order shown and
         ``n_tie`` with one score for all (see :func:`flag_non_ranking`).
+    ranked_ : dict
+        After :meth:`recommend`: each user's whole order of the candidates (before the cut
+        at ``k``), to re-rank further without asking the LLM again.
 
     Example
     -------
@@ -424,6 +427,7 @@ class LLMReranker(Recommender):
         self.candidates_ = cand
         lists = {u: g["item_id"].tolist() for u, g in cand.groupby("user_id", sort=False)}
         ranked, self.log_ = self.rank_lists(lists)
+        self.ranked_ = ranked
         rows = []
         for u in users:
             order = ranked.get(u, [])[:k]
