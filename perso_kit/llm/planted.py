@@ -49,6 +49,11 @@ What they understand (anything else gets HTTP 400, which the client reports as a
   (``"follows-order"`` gives every candidate 5, so ties keep the order shown);
 * free text with candidate lines: a numbered list of titles, ``n`` of them when the prompt
   says "N movies/titles/..." (else 5), in the model's order.
+
+**Planted judges.** :func:`planted_judge` builds the same kind of client for the judge prompts
+of :mod:`perso_kit.roles.judge` (:data:`JUDGE_KINDS`): one always prefers the explanation shown
+first, one the longer text, one the texts it is told it wrote (a planted oracle), and a clean
+control that judges by the statements the prompt's own lines contradict.
 """
 from __future__ import annotations
 
@@ -361,3 +366,162 @@ def planted_llms(popularity, rate: float = 0.3, seed: int = 0, **kw) -> dict:
     """All four planted clients, ``{kind: LLM}``, for a calibration run."""
     return {k: planted_llm(k, popularity=popularity, rate=rate, seed=seed, **kw)
             for k in KINDS}
+
+
+# ------------------------------------------------------------------------------ planted judges
+#: the planted judges of :mod:`perso_kit.roles.judge` (see :func:`planted_judge`)
+JUDGE_KINDS = ("judge-prefers-first", "judge-prefers-longer", "judge-prefers-own",
+               "judge-control")
+
+
+class PlantedJudge(PlantedModel):
+    """Base class of the planted judges: scripted answers to the judge prompts of
+    :mod:`perso_kit.roles.judge` (a ``judge_rating`` or ``judge_pairwise`` JSON schema), read
+    from the prompt alone (:func:`~perso_kit.roles.judge.parse_judge_prompt`). Anything else
+    gets HTTP 400. A subclass defines :meth:`prefer` (``"A"``, ``"B"`` or ``"tie"``) and may
+    override :meth:`rate`.
+
+    The base behaviour is the clean one: fewer statements contradicted by the prompt's own
+    lines wins (:func:`~perso_kit.roles.judge.false_facts`), equal counts are a tie; so it
+    depends on neither the order shown, nor the length, nor who wrote a text.
+    """
+
+    kind = "judge-control"
+    description = "judges by the facts the prompt can check (the clean control)"
+
+    def _facts(self, text: str, parsed: dict) -> int:
+        from ..roles.judge import false_facts
+        return false_facts(text, parsed["history"], parsed["item"])
+
+    def prefer(self, a: str, b: str, parsed: dict) -> str:
+        """The verdict on explanation ``a`` (shown first) against ``b``."""
+        fa, fb = self._facts(a, parsed), self._facts(b, parsed)
+        return "tie" if fa == fb else "A" if fa < fb else "B"
+
+    def rate(self, text: str, parsed: dict) -> dict:
+        """The 1-5 scores of one explanation."""
+        g = max(1, 5 - 2 * self._facts(text, parsed))
+        return {"grounded": g, "specific": 3, "readable": 3}
+
+    def handle(self, path: str, body: dict) -> tuple[int, dict]:
+        if not path.endswith("/chat/completions"):
+            return super().handle(path, body)
+        from ..roles.judge import parse_judge_prompt
+        with self._lock:
+            self.requests += 1
+        msgs = body.get("messages") or []
+        prompt = "\n".join(m.get("content") or "" for m in msgs
+                           if m.get("role") == "user" and isinstance(m.get("content"), str))
+        fmt = body.get("response_format") or {}
+        name = ((fmt.get("json_schema") or {}).get("name") or "")
+        parsed = parse_judge_prompt(prompt)
+        texts = parsed["texts"]
+        if name == "judge_pairwise" and "A" in texts and "B" in texts:
+            answer = {"better": self.prefer(texts["A"], texts["B"], parsed)}
+        elif name == "judge_rating" and "to judge" in texts:
+            answer = self.rate(texts["to judge"], parsed)
+        else:
+            return 400, {"error": {"message": "a planted judge answers only the judge prompts "
+                                              "of perso_kit.roles.judge",
+                                   "type": "invalid_request_error"}}
+        text = json.dumps(answer)
+        rid = _hash("request", self.seed, json.dumps(body, sort_keys=True, default=str))
+        prompt_tokens = estimate_prompt_tokens(msgs, body.get("tools"), fmt or None)
+        completion_tokens = estimate_tokens(text)
+        return 200, {
+            "id": f"planted-{rid:016x}", "object": "chat.completion", "created": 0,
+            "model": self.model_name,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+
+
+class JudgePrefersFirst(PlantedJudge):
+    """Always answers "A": the planted position bias of a judge (ratings: all 3s)."""
+
+    kind = "judge-prefers-first"
+    description = "always prefers the explanation shown first"
+
+    def prefer(self, a: str, b: str, parsed: dict) -> str:
+        return "A"
+
+    def rate(self, text: str, parsed: dict) -> dict:
+        return {"grounded": 3, "specific": 3, "readable": 3}
+
+
+class JudgePrefersLonger(PlantedJudge):
+    """Prefers the explanation with more words (equal counts: a tie); rates by length
+    (1 + words // 6, at most 5): the planted verbosity bias."""
+
+    kind = "judge-prefers-longer"
+    description = "prefers the longer explanation"
+
+    def prefer(self, a: str, b: str, parsed: dict) -> str:
+        na, nb = len(a.split()), len(b.split())
+        return "tie" if na == nb else "A" if na > nb else "B"
+
+    def rate(self, text: str, parsed: dict) -> dict:
+        s = min(5, 1 + len(text.split()) // 6)
+        return {"grounded": s, "specific": s, "readable": s}
+
+
+class JudgePrefersOwn(PlantedJudge):
+    """Prefers any explanation it wrote (a text starting with one of ``own_texts``, so a padded
+    copy is still its own); between two of its own or two others', the control's verdict. A
+    **planted oracle**: a prompt does not say who wrote a text, so the model is handed its own
+    texts when it is built (e.g. the LLM rows of an explanation table). It shows the
+    self-preference probe *can* see a judge that favours its own output; it says nothing about
+    whether an LLM does.
+
+    Parameters
+    ----------
+    own_texts : the explanations "it" wrote
+    """
+
+    kind = "judge-prefers-own"
+    description = "prefers the explanations it was told it wrote (a planted oracle)"
+
+    def __init__(self, own_texts, seed: int = 0):
+        super().__init__(seed)
+        self.own = [str(t).strip() for t in own_texts if str(t).strip()]
+
+    def _is_own(self, text: str) -> bool:
+        t = text.strip()
+        return any(t.startswith(o) for o in self.own)
+
+    def prefer(self, a: str, b: str, parsed: dict) -> str:
+        oa, ob = self._is_own(a), self._is_own(b)
+        if oa != ob:
+            return "A" if oa else "B"
+        return super().prefer(a, b, parsed)
+
+    def rate(self, text: str, parsed: dict) -> dict:
+        return ({"grounded": 5, "specific": 5, "readable": 5} if self._is_own(text)
+                else super().rate(text, parsed))
+
+
+def planted_judge(kind: str, own_texts=None, seed: int = 0, **kw):
+    """An :class:`~perso_kit.llm.LLM` client answered by a planted judge of ``kind`` (one of
+    :data:`JUDGE_KINDS`); ``own_texts`` is required for ``"judge-prefers-own"``; ``kw`` go to
+    :func:`~perso_kit.llm.get_llm`. The model object is ``llm.planted``.
+
+    >>> planted_judge("judge-prefers-first").model
+    'planted:judge-prefers-first (scripted, not an LLM)'
+    """
+    if kind == "judge-prefers-first":
+        model = JudgePrefersFirst(seed)
+    elif kind == "judge-prefers-longer":
+        model = JudgePrefersLonger(seed)
+    elif kind == "judge-prefers-own":
+        if own_texts is None:
+            raise ValueError("'judge-prefers-own' is a planted oracle: pass own_texts= (the "
+                             "explanations it is to treat as its own)")
+        model = JudgePrefersOwn(own_texts, seed)
+    elif kind == "judge-control":
+        model = PlantedJudge(seed)
+    else:
+        raise ValueError(f"kind must be one of {JUDGE_KINDS}, got {kind!r}")
+    llm = model.llm(**kw)
+    llm.planted = model
+    return llm
