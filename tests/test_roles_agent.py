@@ -1,5 +1,7 @@
 """Agent with tools: read-only validated tools, the traced loop, caps that stop a looping model,
-malformed calls reported back, and a planted injection that triggers no unrequested tool."""
+malformed calls reported back, and a planted injection that triggers no unrequested tool; the
+candidate memory, the plan-first executor (broken plans counted, caps kept, reflection), the
+request check, and the task suite's checks and intervals."""
 from __future__ import annotations
 
 import json
@@ -13,6 +15,11 @@ from perso_kit.llm.testing import LocalServer
 from perso_kit.roles.agent import (Agent, ScriptedModel, count_in, default_tasks,
                                    run_task_suite, score_task, trace_tree, users_in)
 from perso_kit.roles.tools import catalog_tools, filter_mask, plant_injection
+from perso_kit.roles.memory import bus_tools, handles_in
+from perso_kit.roles.planner import (NoPlanner, PlanFirstAgent, RulePlanner, ScriptedPlanner,
+                                     request_violations, validate_plan)
+from perso_kit.roles.task_suite import (FAMILIES, SuiteTask, check_task, family_success,
+                                        load_tasks, passing_items, run_suite)
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +280,250 @@ def test_live_agent_task(demo, tools, tmp_path):
     assert 0 <= score["constraint_satisfaction"] <= 1
     assert result.stop_reason != "llm error", result.trace.to_string()
     assert_calls_succeeded(live)
+
+
+# ------------------------------------------------------------------ candidate memory, plan-first
+
+
+@pytest.fixture(scope="module")
+def bus(demo, ease):
+    return bus_tools(demo, {"EASE": ease})
+
+
+def test_candidate_memory_passes_sets_by_handle_and_prompts_stay_short(demo, bus):
+    t = _by_name(bus)
+    memory = t["search_catalog"].memory
+    memory.clear()
+    c1 = t["search_catalog"](query="heist", k=200)
+    assert c1["handle"] == "c1" and c1["count"] == 200 and len(c1["top"]) == 5
+    assert len(json.dumps(c1)) < 400          # the prompt carries 5 titles, not 200 ids
+    comedy = t["filter_candidates"](candidates="c1", filters={"genres": ["Comedy"]})
+    ids = memory.get(comedy["handle"])
+    assert ids and all("Comedy" in demo.items.set_index("item_id").loc[i, "genres"]
+                       for i in ids)
+    assert set(ids) <= set(memory.get("c1")) and ids == [i for i in memory.get("c1")
+                                                        if i in set(ids)]   # order kept
+    newest = t["rank_candidates"](candidates=comedy["handle"], by="newest", k=3)
+    years = demo.items.set_index("item_id").loc[memory.get(newest["handle"]), "year"]
+    assert list(years) == sorted(years, reverse=True) and len(years) == 3
+    minus = t["combine_candidates"](a="c1", b=comedy["handle"], how="minus")
+    assert minus["count"] == 200 - len(ids)
+    inside = t["recommend_for_user"](user=42, k=5, candidates=comedy["handle"])
+    assert set(memory.get(inside["handle"])) <= set(ids)
+    with pytest.raises(ValueError, match=r"no candidate set 'c99' \(sets so far: c1"):
+        memory.get("c99")
+    memory.clear()
+    assert len(memory) == 0 and t["similar_items"](item=1, k=3)["handle"] == "c1"
+    assert handles_in({"a": "c1", "f": {"x": ["c2", "horror"]}}) == ["c1", "c2"]
+
+
+def _plan(*steps, **extra):
+    return {"steps": [{"tool": s[0], "args": s[1]} for s in steps], **extra}
+
+
+def test_validate_plan_counts_every_kind_of_broken_step(bus):
+    tools = _by_name(bus)
+    broken = _plan(("delete_user", {"user": 1}),                        # 1 unknown tool
+                   ("search_catalog", {"query": 7}),                     # 2 bad args
+                   ("filter_candidates", {"candidates": "c9", "filters": {}}),  # 3 bad reference
+                   ("filter_candidates", {"candidates": "c5", "filters": {}}),  # 4 cycle 4<->5
+                   ("filter_candidates", {"candidates": "c4", "filters": {}}),  # 5
+                   ("rank_candidates", {"candidates": "c2"}),            # 6 waits on bad step 2
+                   ("recommend_for_user", {"user": 7}))                  # 7 user not named
+    check = validate_plan(broken, tools, allowed_users={42})
+    kinds = {i["step"]: i["kind"] for i in check.issues}
+    assert kinds == {1: "unknown tool", 2: "bad args", 3: "bad reference", 4: "cycle",
+                     5: "cycle", 6: "skipped", 7: "refused"}
+    assert check.order == []
+    # control: a clean plan has no issue; a forward reference runs after what it reads
+    clean = _plan(("filter_candidates", {"candidates": "c2", "filters": {"genres": ["Drama"]}}),
+                  ("search_catalog", {"query": "space", "k": 100}))
+    check = validate_plan(clean, tools, allowed_users=set())
+    assert check.issues == [] and check.order == [1, 0]
+    assert validate_plan("not json", tools).count("not a plan") == 1
+
+
+def test_plan_first_runs_a_broken_plan_without_crashing_and_reports_it(demo, bus):
+    model = ScriptedPlanner(_plan(("search_catalog", {"query": "space", "k": 100}),
+                                  ("filter_candidates", {"candidates": "c1",
+                                                         "filters": {"genres": ["Sci-Fi"]}}),
+                                  ("nuke", {}), ("rank_candidates", {"candidates": "c7"}),
+                                  answer="c2", n=3))
+    result = PlanFirstAgent(model, bus, demo, reflect=False).run("Three space movies")
+    assert result.stop_reason == "answered" and result.steps == 1
+    assert [n for n, _ in result.executed] == ["search_catalog", "filter_candidates"]
+    assert list(result.plan_issues["kind"]) == ["unknown tool", "bad reference"]
+    items = demo.items.set_index("item_id")
+    assert len(result.answer_items) == 3 and all("Sci-Fi" in items.loc[i, "genres"]
+                                                 for i in result.answer_items)
+    # not JSON at all: counted as "not a plan", nothing runs, nothing raised
+    junk = PlanFirstAgent(ScriptedPlanner("I would search the catalog."), bus, demo).run("x")
+    assert junk.executed == [] and junk.stop_reason == "no plan"
+    assert list(junk.plan_issues["kind"]) == ["not a plan"]
+
+
+def test_plan_first_keeps_the_loops_caps_and_user_rule(demo, bus):
+    flood = ScriptedPlanner(_plan(*[("search_catalog", {"query": "space"})] * 20))
+    result = PlanFirstAgent(flood, bus, demo, max_tool_calls=8, reflect=False).run("space")
+    assert len(result.executed) == 8 and result.capped_calls == 12
+    agent = PlanFirstAgent(ScriptedPlanner(_plan()), bus, demo)
+    agent.max_tokens = 10                        # even the first plan request would cross it
+    capped = agent.run("space movies")
+    assert capped.steps == 0 and capped.stop_reason == "token cap"
+    assert agent.llm.received == []             # checked before sending: nothing was sent
+    spy = ScriptedPlanner(_plan(("recommend_for_user", {"user": 7, "k": 3})))
+    result = PlanFirstAgent(spy, bus, demo, reflect=False).run("Three movies for user 42")
+    assert result.executed == [] and list(result.plan_issues["kind"]) == ["refused"]
+    ok = PlanFirstAgent(spy, bus, demo, reflect=False).run("Three movies for user 7")
+    assert [n for n, _ in ok.executed] == ["recommend_for_user"]
+
+
+def test_reflection_tells_the_violation_and_runs_one_corrected_plan(demo, bus):
+    request = "Three 1990s comedies that are not light-hearted"
+    wrong = _plan(("search_catalog", {"query": "comedy", "k": 200,
+                                      "filters": {"genres": ["Comedy"], "decades": ["1990s"],
+                                                  "moods": ["light-hearted"]}}), n=3)
+    fixed = _plan(("search_catalog", {"query": "comedy", "k": 200,
+                                      "filters": {"genres": ["Comedy"], "decades": ["1990s"],
+                                                  "exclude_moods": ["light-hearted"]}}), n=3)
+    model = ScriptedPlanner(wrong, fixed)
+    result = PlanFirstAgent(model, bus, demo).run(request)
+    assert result.steps == 2 and result.reflected == 1 and len(model.received) == 2
+    told = model.received[1][-1]["content"]
+    assert "3 of 3 item(s) are light-hearted, which the request excludes" in told
+    assert request_violations(request, result.answer_items, demo) == []
+    # control: a plan that meets the request is not sent back
+    clean = ScriptedPlanner(fixed)
+    result = PlanFirstAgent(clean, bus, demo).run(request)
+    assert result.steps == 1 and result.reflected == 0 and len(clean.received) == 1
+    # and reflect=False never sends it back
+    assert PlanFirstAgent(ScriptedPlanner(wrong), bus, demo, reflect=False).run(
+        request).steps == 1
+    # a reflection the step cap forbids is not sent; the first plan's answer stands
+    capped = PlanFirstAgent(ScriptedPlanner(wrong, fixed), bus, demo, max_steps=1).run(request)
+    assert capped.steps == 1 and capped.reflected == 0 and capped.stop_reason == "answered"
+    assert len(capped.answer_items) == 3 and "the reflection was not sent" in " ".join(
+        capped.trace["summary"])
+    # a clarifying question is an answer too
+    asked = PlanFirstAgent(ScriptedPlanner({"steps": [], "ask": "Which genre do you like?"}),
+                           bus, demo).run("Recommend me something.")
+    assert asked.asks_question and asked.stop_reason == "asked" and asked.executed == []
+    with pytest.raises(ValueError, match="bus_tools"):
+        PlanFirstAgent(ScriptedPlanner(fixed), catalog_tools(demo), demo)
+
+
+def test_request_violations_fire_on_planted_answers_and_stay_quiet_on_clean_ones(demo):
+    items = demo.items.set_index("item_id")
+    comedies_90s = [int(i) for i in items.index if "Comedy" in items.loc[i, "genres"]
+                    and 1990 <= items.loc[i, "year"] <= 1999 and items.loc[i, "runtime"] <= 120
+                    and i not in set(demo.history(42)["item_id"])][:3]
+    request = "Three 1990s comedies under two hours that user 42 has not seen"
+    assert request_violations(request, comedies_90s, demo) == []
+    seen = int(demo.history(42)["item_id"].iloc[0])
+    problems = [v["problem"] for v in request_violations(request, comedies_90s[:1] + [seen],
+                                                         demo)]
+    assert problems[0] == "the answer has 2 item(s); the request asks for 3"
+    assert "1 of 2 item(s) were seen by user(s) [42]" in problems
+    newer = request_violations("Two movies like Broken River (1990), but newer", [2, 3], demo)
+    assert [v["fix"] for v in newer] == [{"newer_than": "Broken River (1990)"}]  # 1987 is older
+
+
+def test_stand_in_answers_plan_requests_from_the_prompt_alone(demo, bus, offline):
+    result = PlanFirstAgent(offline, bus, demo).run(
+        "Three 1990s comedies under two hours that user 42 has not seen")
+    assert result.stand_in and result.steps == 1 and result.reflected == 0
+    name, args = result.executed[0]
+    assert name == "recommend_for_user" and args["k"] == 200 and args["filters"][
+        "not_seen_by"] == [42]
+    # its rules drop "not light-hearted"; the check names it, and the stand-in adds the filter
+    result = PlanFirstAgent(offline, bus, demo).run(
+        "Three 1990s comedies that are not light-hearted")
+    assert result.reflected == 1 and [n for n, _ in result.executed][-1] == "filter_candidates"
+    assert request_violations(result.request, result.answer_items, demo) == []
+    # the rule planner in the process gives the stand-in's answers, without a client
+    loop = Agent(RulePlanner(), bus, demo).run("Five animated movies under 100 minutes")
+    assert loop.stand_in and loop.steps == 2 and len(loop.answer_items) == 5
+
+
+def test_task_suite_file_and_checks(demo, tmp_path):
+    tasks = load_tasks(dataset=demo)
+    assert len(tasks) >= 20 and len({t.id for t in tasks}) == len(tasks)
+    per_family = {f: sum(t.family == f for t in tasks) for f in FAMILIES}
+    assert min(per_family.values()) >= 3
+    task = SuiteTask("t", "plain", "Two thrillers", 2, {"constraints": {
+        "genres": ["Thriller"], "shares_genre_with": "Secret Promise, The (1994)"}})
+    ok = sorted(passing_items(task.check["constraints"], demo))
+    assert 250 not in ok and all("Thriller" in demo.items.set_index("item_id").loc[i, "genres"]
+                                 for i in ok)
+
+    class Done:                  # a result with a fixed answer
+        def __init__(self, ids, answer="x"):
+            self.answer_items, self.answer, self.design = ids, answer, "fixed"
+            self.steps, self.executed, self.tokens, self.latency_s = 0, [], 0, 0.0
+            self.cost_usd, self.stop_reason, self.capped_calls = 0.0, "answered", 0
+            self.truncated = 0
+
+        @property
+        def asks_question(self):
+            return "?" in self.answer and not self.answer_items
+
+    assert check_task(Done(ok[:2]), task, demo)["success"] is True
+    half = check_task(Done([ok[0], 1]), task, demo)      # item 1 is a romance drama
+    assert half["success"] is False and half["satisfaction"] == 0.5
+    assert check_task(Done(ok[:1]), task, demo)["satisfaction"] == 0.5   # one missing
+    ask = SuiteTask("a", "clarify", "Recommend me something.", 0, {"ask": True})
+    assert check_task(Done([], "What do you like?"), ask, demo)["success"] is True
+    assert check_task(Done(ok[:2], "Try these?"), ask, demo)["success"] is False
+    bad = tmp_path / "tasks.json"
+    bad.write_text(json.dumps({"tasks": [{"id": "x", "family": "plain", "request": "r", "n": 1,
+                                          "check": {"constraints": {
+                                              "newer_than": "No Such Film (1990)"}}}]}))
+    with pytest.raises(ValueError, match="task x: no catalog title matches"):
+        load_tasks(bad, demo)
+    bad.write_text(json.dumps({"tasks": [{"id": "y", "family": "poetry", "request": "r",
+                                          "check": {"ask": True}}]}))
+    with pytest.raises(ValueError, match="unknown family 'poetry'"):
+        load_tasks(bad)
+
+
+def test_family_success_has_wilson_intervals():
+    import pandas as pd
+    t = pd.DataFrame({"design": ["a"] * 4 + ["b"] * 4, "family": ["plain"] * 8,
+                      "success": [True, True, True, False, False] + [False] * 3})
+    fam = family_success(t)
+    a = fam.loc[("a", "plain")]
+    # Wilson, k=3, n=4, z=1.96: centre (0.75 + 0.4802) / 1.9604, half 0.4421
+    assert a["rate"] == 0.75 and a["low"] == pytest.approx(0.3006, abs=1e-3)
+    assert a["high"] == pytest.approx(0.9544, abs=1e-3)
+    assert fam.loc[("b", "plain"), "low"] == 0 and fam.loc[("b", "plain"), "rate"] == 0
+
+
+def test_offline_suite_has_teeth(demo, bus, offline):
+    """The rule planner solves the plain family and fails others; no baseline solves them."""
+    tasks = [t for t in load_tasks(dataset=demo) if t.family in ("plain", "paraphrase",
+                                                                 "clarify")]
+    table = run_suite({"popularity": NoPlanner("popularity", demo),
+                       "rule planner": Agent(RulePlanner(), bus, demo),
+                       "plan-first": PlanFirstAgent(offline, bus, demo)}, tasks, demo,
+                      progress=False)
+    rate = family_success(table)["rate"]
+    assert rate[("rule planner", "plain")] == 1.0 and rate[("plan-first", "plain")] == 1.0
+    assert rate[("rule planner", "paraphrase")] == 0 and rate[("rule planner", "clarify")] == 0
+    assert rate[("popularity", "plain")] == 0
+    calls = table.groupby("design")["llm_calls"].mean()
+    assert calls["rule planner"] == 2 and calls["popularity"] == 0
+
+
+def test_new_filters_by_hand(demo):
+    items = demo.items.set_index("item_id")
+    mask = filter_mask(demo, {"exclude_moods": ["dark", "tense"], "min_year": 1990,
+                              "max_year": 1992})
+    kept = items[mask]
+    assert len(kept) == ((~items["mood"].isin(["dark", "tense"]))
+                         & items["year"].between(1990, 1992)).sum() > 0
+    # newer than Broken River (1990): every item of 1991 and later, whichever way it is named
+    by_title = filter_mask(demo, {"newer_than": "Broken River (1990)"})
+    assert (by_title == filter_mask(demo, {"newer_than": 12})).all()
+    assert (by_title == (items["year"] > 1990).to_numpy()).all()
+    with pytest.raises(ValueError, match="no catalog title matches"):
+        filter_mask(demo, {"newer_than": "Zzyzx Qwerty (2031)"})

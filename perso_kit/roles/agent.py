@@ -31,6 +31,10 @@ Safety, by construction rather than by hope:
 :func:`run_task_suite` scores the agent on multi-constraint requests with checkable answers
 (:func:`default_tasks`): constraint satisfaction, grounding, steps, tokens and cost.
 
+Beside this loop: the same tools over a candidate memory (:mod:`perso_kit.roles.memory`: sets
+passed by handle), a plan-first design (:mod:`perso_kit.roles.planner`: one plan, validated,
+run, checked, one reflection) and a task suite in families (:mod:`perso_kit.roles.task_suite`).
+
 The offline stand-in plans with :func:`_stand_in_plan` (rules over the request's words): it is
 **not an LLM**; it emits one round of tool calls, then summarizes the results it received.
 
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +63,7 @@ from ..llm import grounding, ledger, register_handler, structured, tool_result_m
 from ..llm import heuristics as H
 from ..llm.pricing import estimate_prompt_tokens
 from .conversation import _list_after, _titles, parse_request
+from .memory import memory_of
 
 #: the longest answer one step may give (tokens): a tool call or a short final answer
 STEP_MAX_TOKENS = 400
@@ -108,7 +114,13 @@ def _stand_in_plan(req):
     names = {s["name"] for s in H.tool_specs(req.tools)}
     if not {"search_catalog", "recommend_for_user"} <= names:
         return None
-    query, prompt = req.ctx.query, req.ctx.prompt
+    return rule_calls(req.ctx.query, req.ctx.prompt)
+
+
+def rule_calls(query: str, prompt: str = "") -> list:
+    """The offline stand-in's rules: the tool calls ``[(name, arguments)]`` read from a
+    request's words (``prompt`` supplies the allowed genres and moods). Not an LLM: words it
+    has no rule for (a paraphrase, "newer", "not light-hearted") are not read."""
     parsed = parse_request(query, _list_after("Allowed genres", prompt),
                            _list_after("Allowed moods", prompt))
     filters = {k: parsed[k] for k in ("genres", "exclude_genres", "moods", "decades")
@@ -142,8 +154,9 @@ class AgentResult:
     step cap, token cap, cost cap, llm error, truncated answer), the ``trace`` table, the
     tools executed (``executed``: list of (name, arguments)), total ``tokens`` and
     ``cost_usd``, the LLM ``steps``, the answer grounded to the catalog (``grounded``),
-    answers refused because they were cut at ``max_tokens`` (``truncated``) and tool calls
-    refused over the per-step cap (``capped_calls``)."""
+    answers refused because they were cut at ``max_tokens`` (``truncated``), tool calls
+    refused over the per-step cap (``capped_calls``), the run's wall time (``latency_s``)
+    and which ``design`` ran (``"loop"``, ``"plan-first"``, or a baseline's name)."""
 
     request: str
     answer: str
@@ -157,6 +170,13 @@ class AgentResult:
     grounded: pd.DataFrame = field(default_factory=pd.DataFrame)
     truncated: int = 0
     capped_calls: int = 0
+    latency_s: float = 0.0
+    design: str = "loop"
+
+    @property
+    def asks_question(self) -> bool:
+        """The answer is a clarifying question: it names no catalog item and asks ("?")."""
+        return "?" in self.answer and not self.answer_items
 
     @property
     def answer_items(self) -> list[int]:
@@ -202,6 +222,7 @@ class Agent:
             genres = ", ".join(sorted({g for gs in dataset.items["genres"] for g in gs}))
             moods = ", ".join(sorted(set(dataset.items["mood"].dropna())))
             self._index = grounding.TitleIndex(dataset.items)
+        self.vocabulary = {"genres": genres, "moods": moods}
         self.system_prompt = SYSTEM_PROMPT.format(genres=genres, moods=moods)
 
     def _refusal(self, tool, args: dict, allowed_users: set) -> str | None:
@@ -212,11 +233,11 @@ class Agent:
         return None
 
     def estimate_step(self, messages: list, specs: list, spent_usd: float = 0.0,
-                      steps: int = 0) -> tuple[int, float]:
+                      steps: int = 0, response_format: dict | None = None) -> tuple[int, float]:
         """Estimated ``(tokens, usd)`` of the next request before it is sent: the prompt
         (over-estimated from its characters) plus the longest answer allowed; the cost from the
         model's price when the client knows it, else the mean cost of the run's calls so far."""
-        prompt = estimate_prompt_tokens(messages, specs, safe=True)
+        prompt = estimate_prompt_tokens(messages, specs, response_format, safe=True)
         price = None
         if hasattr(self.llm, "prices") and hasattr(self.llm, "settings"):   # the kit's client
             price = ledger.price_for(self.llm.prices, self.llm.settings, self.llm.model)
@@ -229,7 +250,11 @@ class Agent:
     def run(self, request: str, users=None) -> AgentResult:
         """Answer ``request``; ``users`` (ids) are the users it may look up (default: the
         users the request names, see :func:`users_in`)."""
+        t0 = time.perf_counter()
         allowed = set(users_in(request) if users is None else [int(u) for u in users])
+        memory = memory_of(self.tools)
+        if memory is not None:      # candidate sets of an earlier request are gone
+            memory.clear()
         messages = [{"role": "system", "content": self.system_prompt},
                     {"role": "user", "content": request}]
         specs = [t.spec() for t in self.tools.values()]
@@ -324,7 +349,8 @@ class Agent:
             grounded = grounding.ground_text(re.sub(r"(?<=[a-z]):\s+|;\s+", "\n", answer),
                                              self._index)
         return AgentResult(request, answer, reason, pd.DataFrame(rows), executed, steps,
-                           tokens, cost, stand_in, grounded, truncated, capped)
+                           tokens, cost, stand_in, grounded, truncated, capped,
+                           time.perf_counter() - t0)
 
 
 def trace_tree(result: AgentResult) -> str:
@@ -334,8 +360,9 @@ def trace_tree(result: AgentResult) -> str:
         if r.kind == "llm":
             lines.append(f"├─ step {r.step}: LLM {r.summary} ({r.tokens} tokens)")
         else:
-            args = f" {r.arguments}" if r.arguments else ""
-            lines.append(f"│   └─ [{r.kind}] {r.tool or ''}{args} → {r.summary}")
+            args = f" {r.arguments}" if isinstance(r.arguments, str) else ""
+            tool = r.tool if isinstance(r.tool, str) else ""
+            lines.append(f"│   └─ [{r.kind}] {tool}{args} → {r.summary}")
     lines.append(f"└─ stop: {result.stop_reason}; {result.steps} LLM call(s), "
                  f"{result.tokens} tokens, ${result.cost_usd:.4f}")
     return "\n".join(lines)

@@ -48,6 +48,11 @@ FILTERS = {
         "max_runtime": {"type": "integer", "description": "longest runtime in minutes"},
         "not_seen_by": {"type": "array", "items": {"type": "integer"},
                         "description": "user ids: leave out items any of them has seen"},
+        "exclude_moods": {"type": "array", "items": {"type": "string"}},
+        "min_year": {"type": "integer", "description": "earliest release year"},
+        "max_year": {"type": "integer", "description": "latest release year"},
+        "newer_than": {"type": ["integer", "string"],
+                       "description": "a movie (id or title): keep items released after it"},
     },
     "additionalProperties": False,
 }
@@ -101,6 +106,24 @@ def _rows(items: pd.DataFrame, extra: dict | None = None, description: bool = Fa
     return out
 
 
+def resolve_item(dataset: Dataset, item, index: grounding.TitleIndex | None = None) -> int:
+    """The catalog id of ``item``, given as an id or a title; a clear error when none matches.
+
+    >>> from perso_kit.data.demo import make_world
+    >>> ds = make_world(seed=42).dataset
+    >>> resolve_item(ds, "Velvet Horizon, The (1993)"), resolve_item(ds, 1)
+    (1, 1)
+    """
+    if isinstance(item, (int, np.integer)) or (isinstance(item, str) and item.strip().isdigit()):
+        if int(item) not in set(dataset.items["item_id"]):
+            raise ValueError(f"no item with id {item}")
+        return int(item)
+    g = grounding.ground_titles([str(item)], index if index is not None else dataset.items)
+    if bool(g["hallucinated"].iloc[0]):
+        raise ValueError(f"no catalog title matches {item!r}; use search_catalog first")
+    return int(g["item_id"].iloc[0])
+
+
 def filter_mask(dataset: Dataset, filters: dict | None) -> np.ndarray:
     """Boolean mask over ``dataset.items`` rows for a ``filters`` dict (schema ``FILTERS``)."""
     items, f = dataset.items, filters or {}
@@ -119,6 +142,15 @@ def filter_mask(dataset: Dataset, filters: dict | None) -> np.ndarray:
         mask &= decade.isin(f["decades"]).to_numpy()
     if f.get("max_runtime"):
         mask &= (items["runtime"] <= int(f["max_runtime"])).to_numpy()
+    if f.get("exclude_moods"):
+        mask &= ~items["mood"].str.lower().isin([m.lower() for m in f["exclude_moods"]]).to_numpy()
+    if f.get("min_year") is not None:
+        mask &= (items["year"].fillna(-1) >= int(f["min_year"])).to_numpy()
+    if f.get("max_year") is not None:
+        mask &= (items["year"].fillna(10**4) <= int(f["max_year"])).to_numpy()
+    if f.get("newer_than") is not None:
+        year = items.loc[items["item_id"] == resolve_item(dataset, f["newer_than"]), "year"]
+        mask &= (items["year"].fillna(-1) > int(year.iloc[0])).to_numpy()
     if f.get("not_seen_by"):
         inter = dataset.interactions
         seen = inter.loc[inter["user_id"].isin(f["not_seen_by"]), "item_id"]
@@ -153,14 +185,7 @@ def catalog_tools(dataset: Dataset, recommenders: dict | None = None,
     all_ids = items["item_id"].to_numpy()
 
     def resolve(item) -> int:
-        if isinstance(item, (int, np.integer)) or (isinstance(item, str) and item.isdigit()):
-            if int(item) not in set(all_ids):
-                raise ValueError(f"no item with id {item}")
-            return int(item)
-        g = grounding.ground_titles([str(item)], index)
-        if bool(g["hallucinated"].iloc[0]):
-            raise ValueError(f"no catalog title matches {item!r}; use search_catalog first")
-        return int(g["item_id"].iloc[0])
+        return resolve_item(dataset, item, index)
 
     def search_catalog(query: str, filters: dict | None = None, k: int = 10) -> list:
         mask = filter_mask(dataset, filters)
