@@ -3,11 +3,14 @@
 The repository keeps these files where the course and its tests use them, at the top level; an
 installed kit finds them inside the package:
 
-- ``data/demo_vocabulary.json``, ``data/llm_prices.csv`` and ``data/recordings/`` go to
+- ``data/demo_vocabulary.json``, ``data/llm_prices.csv``, ``data/agent_tasks.json`` and
+  ``data/recordings/`` go to
   ``perso_kit/_data/`` (where ``perso_kit.config.SHIPPED_DATA_DIR`` looks when no checkout is
   beside the package);
 - the notebooks ``notebooks/NN_*.ipynb`` go to ``perso_kit/_notebooks/`` (where
-  ``perso_kit.tour.NOTEBOOK_DIR`` looks; ``python -m perso_kit notebooks DEST`` copies them out).
+  ``perso_kit.tour.NOTEBOOK_DIR`` looks; ``python -m perso_kit notebooks DEST`` copies them out);
+- the syllabus and glossary ``docs/*.md`` go to ``perso_kit/_docs/`` (copied out beside the
+  notebooks, see ``perso_kit.edition``).
 
 Only the files named here are shipped: ``data/cache/`` (downloads, the LLM cache) never is. An
 editable install (``pip install -e .``) copies nothing: a checkout reads them in place.
@@ -23,9 +26,10 @@ HERE = Path(__file__).resolve().parent
 
 #: (folder in the repository, patterns inside it, folder inside the package)
 SHIPPED = [
-    ("data", ["demo_vocabulary.json", "llm_prices.csv", "recordings/*.json",
+    ("data", ["demo_vocabulary.json", "llm_prices.csv", "agent_tasks.json", "recordings/*.json",
               "recordings/*.sqlite"], "_data"),
     ("notebooks", ["[0-9][0-9]_*.ipynb"], "_notebooks"),
+    ("docs", ["*.md"], "_docs"),
 ]
 
 

@@ -9,6 +9,8 @@
                as the shipped recording (``data/recordings/``)
 ``notebooks``  copy the course's notebooks into a folder (from an installed kit: they ship
                inside the package), to open them with Jupyter
+``student-edition``  write the student edition of the notebooks into a folder: no solution
+               cells, no written solutions, no outputs (``perso_kit.edition``)
 """
 from __future__ import annotations
 
@@ -48,10 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     nbs = sub.add_parser("notebooks", help="copy the course's notebooks into a folder")
     nbs.add_argument("dest", help="the folder to copy them into (created if missing)")
     nbs.add_argument("--force", action="store_true", help="overwrite notebooks already there")
+    stu = sub.add_parser("student-edition",
+                         help="write the notebooks without solutions or outputs into a folder")
+    stu.add_argument("dest", help="the folder to write them into (created if missing)")
+    stu.add_argument("--force", action="store_true", help="overwrite notebooks already there")
     args = parser.parse_args(argv)
 
     if args.command == "notebooks":
         return _copy_notebooks(Path(args.dest), force=args.force)
+    if args.command == "student-edition":
+        return _student_edition(Path(args.dest), force=args.force)
 
     if args.command == "record":
         from . import recording
@@ -103,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 def _copy_notebooks(dest: Path, force: bool = False) -> int:
     """``notebooks``: copy the course's notebooks into ``dest``; a notebook already there (maybe
     with a student's work in it) is kept unless ``force``."""
-    import shutil
-
+    from .edition import copy_docs, docs_beside
     from .tour import NOTEBOOK_DIR, notebooks
 
     paths = notebooks(NOTEBOOK_DIR)
@@ -117,10 +124,24 @@ def _copy_notebooks(dest: Path, force: bool = False) -> int:
               "--force to overwrite them", file=sys.stderr)
         return 2
     dest.mkdir(parents=True, exist_ok=True)
-    for p in paths:
-        shutil.copyfile(p, dest / p.name)
+    for p in paths:  # their links to the glossary and syllabus point at dest/docs/
+        (dest / p.name).write_text(docs_beside(p.read_text(encoding="utf-8")), encoding="utf-8")
+    copy_docs(dest)
     print(f"copied {len(paths)} notebooks to {dest}\nopen them with: jupyter lab "
           f"{dest / paths[0].name}")
+    return 0
+
+
+def _student_edition(dest: Path, force: bool = False) -> int:
+    """``student-edition``: the notebooks without solutions or outputs, into ``dest``."""
+    from .edition import write_student_edition
+    try:
+        paths = write_student_edition(dest, force=force)
+    except (OSError, ValueError) as e:  # a folder that holds notebooks, no notebooks, the source
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote the student edition of {len(paths)} notebooks to {dest} (no solution cells, "
+          f"no written solutions, no outputs)\nopen them with: jupyter lab {paths[0]}")
     return 0
 
 
