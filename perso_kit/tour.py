@@ -16,7 +16,8 @@ A notebook's status is
   (its first cells raise ``if DATASET != "demo"``): it is not run.
 
 Each run writes ``index.html`` into its folder: the options that made the pages, and a link to
-each page. Kernels run in ``notebooks/``; relative paths in the kit's variables are made
+each page. The pages (:func:`page_html`) read the same offline: no script is loaded from the web,
+and each widget is drawn as a snapshot of its last state. Kernels run in ``notebooks/``; relative paths in the kit's variables are made
 absolute first (:func:`perso_kit.config.absolute_path_variables`). The kernel's warning that it
 "is running over TCP without encryption" is silenced: the kernel only listens on this machine's
 loopback interface, so nothing travels over a network.
@@ -161,13 +162,49 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _write_html(executed: Path) -> Path:
+#: the page template: JupyterLab's look, with no script fetched from the web. Widgets are
+#: drawn as static snapshots (:func:`perso_kit.widgets.snapshot_widgets`), so neither the
+#: widget manager nor require.js is needed; the notebooks hold no LaTeX (their ``$`` are
+#: prices), so MathJax would only garble them; no Mermaid diagrams. Wide tables scroll
+#: sideways inside their cell instead of widening the page.
+PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_css -%}
+<style type="text/css">
+.jp-OutputArea-output, .jp-RenderedMarkdown { overflow-x: auto; min-width: 0; max-width: 100%; }
+.jp-OutputArea-child { min-width: 0; }
+.jp-RenderedHTMLCommon table { margin-left: 0; }
+</style>
+{%- endblock html_head_css -%}
+"""
+
+
+def page_html(executed) -> str:
+    """The HTML page of an executed notebook (a path or an ``nbformat`` node): JupyterLab's
+    look, widgets as static snapshots, wide tables scrolling inside their cell, and no script
+    loaded from the web, so the page reads the same offline."""
+    import copy
+
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))
+    from .widgets import snapshot_widgets
+
+    nb = (copy.deepcopy(executed) if isinstance(executed, nbformat.NotebookNode)
+          else nbformat.read(str(executed), as_version=4))
+    snapshot_widgets(nb)
+    exporter = HTMLExporter(template_name="lab")
+    exporter.raw_template = PAGE_TEMPLATE
+    body, _ = exporter.from_notebook_node(nb)
+    return body
+
+
+def _write_html(executed: Path) -> Path:
     page = executed.with_suffix(".html")
-    page.write_text(body, encoding="utf-8")
+    page.write_text(page_html(executed), encoding="utf-8")
     return page
 
 

@@ -3,6 +3,7 @@
 works when installed in a fresh environment in another folder."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -225,8 +226,9 @@ def run_installed(installed, *args, timeout=600) -> subprocess.CompletedProcess:
 def test_the_wheel_carries_the_data_and_notebooks_but_no_cache(installed):
     files = set(zipfile.ZipFile(installed["wheel"]).namelist())
     for name in ("perso_kit/_data/demo_vocabulary.json", "perso_kit/_data/llm_prices.csv",
-                 "perso_kit/_data/recordings/smollm2-135m.sqlite",
-                 "perso_kit/_notebooks/00_start_here.ipynb", "perso_kit/py.typed"):
+                 "perso_kit/_data/recordings/smollm2-135m.sqlite", "perso_kit/_data/agent_tasks.json",
+                 "perso_kit/_notebooks/00_start_here.ipynb", "perso_kit/_docs/GLOSSARY.md",
+                 "perso_kit/_docs/SYLLABUS.md", "perso_kit/py.typed"):
         assert name in files, f"the wheel lacks {name}"
     shipped_notebooks = {Path(f).name for f in files if f.startswith("perso_kit/_notebooks/")}
     assert shipped_notebooks == {p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")}
@@ -261,6 +263,11 @@ def test_the_installed_kit_copies_its_notebooks_out(installed, tmp_path):
         sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     again = run_installed(installed, "-m", "perso_kit", "notebooks", str(tmp_path / "course"))
     assert again.returncode == 2 and "--force" in again.stderr   # a student's copy is kept
+    # the glossary and syllabus come along, and the notebooks' links to them resolve
+    links = [m for nb in (tmp_path / "course").glob("*.ipynb")
+             for m in re.findall(r"\]\(([^)#\s]*docs/[^)#\s]+)", nb.read_text(encoding="utf-8"))]
+    assert links and not [m for m in links if m.startswith("../")]
+    assert all((tmp_path / "course" / m).is_file() for m in links), links
 
 
 @pytest.mark.notebook
@@ -271,3 +278,64 @@ def test_the_installed_kit_runs_the_tour(installed):
     executed = installed["cwd"] / "build" / "tour" / "00_start_here.ipynb"
     assert executed.exists()
     assert str(REPO) not in executed.read_text(encoding="utf-8")  # nothing came from the checkout
+
+
+# ------------------------------------------------------------------------------- Colab
+#: the repository the README's Binder badge builds, and what every notebook installs from it
+BINDER_REPO = re.search(r"mybinder\.org/v2/gh/([\w.-]+/[\w.-]+)/",
+                        (REPO / "README.md").read_text()).group(1)
+INSTALL_LINE = f'%pip install -q "perso-kit[course] @ git+https://github.com/{BINDER_REPO}@main"'
+
+
+def course_notebooks() -> list[Path]:
+    return sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def first_code_cell(path: Path) -> str:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+
+
+def run_install_cell(source: str, importable: bool) -> list[tuple]:
+    """Run a notebook's install cell as IPython would, with ``%pip`` recorded instead of run;
+    ``importable=False`` plants a machine without the kit (Colab). Returns the magics run."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    ran = []
+    shell = type("Shell", (), {"run_line_magic": lambda self, *a: ran.append(a)})()
+    code = TransformerManager().transform_cell(source)
+    saved = sys.modules.get("perso_kit")
+    if not importable:
+        sys.modules["perso_kit"] = None      # `import perso_kit` now raises ImportError
+    try:
+        exec(compile(code, "install-cell", "exec"), {"get_ipython": lambda: shell})
+    finally:
+        if saved is not None:
+            sys.modules["perso_kit"] = saved
+        else:
+            sys.modules.pop("perso_kit", None)
+    return ran
+
+
+def test_every_notebook_installs_the_kit_first_where_it_is_missing():
+    pytest.importorskip("IPython")
+    assert BINDER_REPO == "perso-kit/perso-kit"
+    sources = {p.name: first_code_cell(p) for p in course_notebooks()}
+    assert len(sources) == 12
+    for name, source in sources.items():
+        assert INSTALL_LINE in source, name
+        assert len(source.splitlines()) <= 5, name
+        # where the kit is installed (here, Binder, the tour) the cell does nothing ...
+        assert run_install_cell(source, importable=True) == [], name
+        # ... and where it is not (planted), it installs it from the repository, quietly
+        assert run_install_cell(source, importable=False) == [("pip", INSTALL_LINE[5:])], name
+
+
+def test_readme_and_notebook_00_link_to_colab():
+    colab = f"https://colab.research.google.com/github/{BINDER_REPO}/blob/main/notebooks/"
+    readme = (REPO / "README.md").read_text()
+    assert colab + "00_start_here.ipynb" in readme
+    start = (REPO / "notebooks" / "00_start_here.ipynb").read_text()
+    assert colab + "00_start_here.ipynb" in start
+    for link in re.findall(re.escape(colab) + r"([\w.]+\.ipynb)", readme + start):
+        assert (REPO / "notebooks" / link).exists(), link

@@ -163,3 +163,80 @@ def test_figures_are_kept_even_when_the_environment_asks_for_agg(tmp_path, monke
     outputs = nbformat.read(str(tmp_path / "out" / "01_plot.ipynb"), 4).cells[1].outputs
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert os.environ["MPLBACKEND"] == "Agg"          # the caller's environment is untouched
+
+
+# ------------------------------------------------------------------ pages that read offline
+CDN_MARKS = ("cdn.jsdelivr", "unpkg.com", "cdnjs.cloudflare", "<script src=")
+
+
+def cdn_references(page: str) -> list[str]:
+    return [mark for mark in CDN_MARKS if mark in page]
+
+
+def test_a_page_shows_its_widgets_with_no_script_from_the_web(tmp_path):
+    from nbconvert import HTMLExporter
+
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    write(src / "01_widget.ipynb", "SMALL = False",
+          "import ipywidgets as w\n"
+          "w.VBox([w.Dropdown(options=['first', 'second'], value='second', description='Pick'),\n"
+          "        w.Button(description='Planted button'), w.HTML('<b>planted pane</b>')])",
+          "import pandas as pd\nimport perso_kit.report  # as every notebook does\n"
+          "pd.DataFrame({'title': ['Alpha'], 'genres': [('Adventure',)]})")
+    summary = run_tour(tmp_path / "out", folder=src)
+    assert summary["status"].tolist() == ["ok"]
+    executed = tmp_path / "out" / "01_widget.ipynb"
+    # the planted failure: nbconvert's own page of the same notebook loads its widget
+    # manager (and require.js) from a CDN, so the check below can see one
+    stock, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(str(executed), 4))
+    assert "unpkg.com" in cdn_references(stock) and "<script src=" in cdn_references(stock)
+    page = (tmp_path / "out" / "01_widget.html").read_text()
+    assert cdn_references(page) == []
+    assert "Planted button" in page and "<b>planted pane</b>" in page and "second" in page
+    assert "interactive in Jupyter" in page
+    assert "overflow-x: auto" in page                        # wide tables scroll in their cell
+    assert "<td>Adventure</td>" in page and "(Adventure,)" not in page   # genres read as text
+    assert nbformat.read(str(executed), 4).metadata.get("widgets")   # the .ipynb keeps its state
+
+
+def test_dataframes_show_sequences_as_text_and_keep_their_data(demo):
+    from types import SimpleNamespace
+
+    from IPython.core.formatters import DisplayFormatter
+
+    from perso_kit.report import sequences_as_text, show_sequences_as_text
+
+    items = demo.items[["title", "genres"]].head(3)
+    before = items.to_dict("records")
+    shell = SimpleNamespace(display_formatter=DisplayFormatter())   # a kernel's formatters
+    stock, _ = shell.display_formatter.format(items)
+    assert "(" + ", ".join(items["genres"].iloc[0]) in stock["text/plain"]  # pandas: a tuple
+    assert show_sequences_as_text(shell) is True
+    shown, _ = shell.display_formatter.format(items)
+    for title, genres in zip(items["title"], items["genres"]):
+        assert f"<td>{', '.join(genres)}</td>" in shown["text/html"]
+        assert ", ".join(genres) in shown["text/plain"] and str(genres) not in shown["text/plain"]
+    assert items.to_dict("records") == before and isinstance(items["genres"].iloc[0], tuple)
+    plain = pd.DataFrame({"n": [1, 2]})
+    assert sequences_as_text(plain) is plain                  # nothing to change: no copy
+
+
+@pytest.mark.notebook
+def test_notebook_09_page_has_its_chat_and_figures_offline_under_agg(tmp_path, monkeypatch):
+    """The conversational notebook, executed with ``MPLBACKEND=Agg`` as CI sets it: the
+    executed notebook holds figures, and its page shows the chat's first exchange and the
+    figures with no script from the web."""
+    from perso_kit.tour import NOTEBOOK_DIR, run_notebook
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    run = run_notebook(NOTEBOOK_DIR / "09_conversational_recommender.ipynb", tmp_path,
+                       {"SMALL": True}, html=True)
+    assert run.status == "ok", run.error
+    nb = nbformat.read(str(run.output), 4)
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images
+    page = run.output.with_suffix(".html").read_text()
+    assert cdn_references(page) == []
+    assert "A thriller from the 80s, nothing dark" in page and "<b>system:</b>" in page
+    assert page.count("data:image/png") >= len(images)
