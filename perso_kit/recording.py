@@ -15,6 +15,10 @@ size, and the numbers those runs recorded. Anyone can remake it::
   (:func:`beside`). The test suite replays the recording through every Act-3 notebook, checks
   that no request misses, and that the replayed numbers are the ones stored here.
 
+A replay that misses a request (a partial recording, or one made for other parameters) stops
+the notebook with one clear message (:func:`stop_on_replay_miss`), not with whatever error the
+missing answers would cause later.
+
 What a 135M-parameter model does is evidence about that model, not about LLMs in general.
 """
 from __future__ import annotations
@@ -113,6 +117,42 @@ def calls_sentence(notebook: str, name: str = DEFAULT_RECORDING,
             f"calls: " + "; ".join(parts) + "." + extra)
 
 
+def stop_on_replay_miss(summary: dict | None = None) -> None:
+    """Stop a notebook with the kit's replay-miss message when any LLM call of this kernel asked
+    a recording for a request it does not hold (a partial or outdated recording).
+
+    A missed request gets a failed reply, and what a notebook builds on failed replies (a probe
+    with no answer, a table of empty rankings) would otherwise break later with an error that
+    says nothing of the cause. Notebooks call this right after their LLM calls; it does nothing
+    unless a replay missed, so a run with a real model or the stand-in never stops here.
+
+    Raises :class:`~perso_kit.llm.ReplayMiss` naming the recorded file, how many calls missed and
+    how to record them. ``summary`` is :func:`~perso_kit.llm.session_summary` by default (every
+    call of this kernel).
+
+    >>> stop_on_replay_miss({"llm_calls": 12, "llm_replay_misses": 0})    # nothing happens
+    >>> stop_on_replay_miss({"llm_calls": 12, "llm_replay_misses": 3})
+    Traceback (most recent call last):
+    ...
+    perso_kit.llm.reply.ReplayMiss: replay miss: 3 of 12 LLM calls so far asked for a request ...
+    """
+    from .llm import ReplayMiss, session_summary
+
+    summary = session_summary() if summary is None else summary
+    misses = summary["llm_replay_misses"]
+    if not misses:
+        return
+    path = os.environ.get("PERSO_KIT_LLM_REPLAY") or "the recorded file"
+    raise ReplayMiss(
+        f"replay miss: {misses} of {summary['llm_calls']} LLM calls so far asked for a request "
+        f"that is not in the recorded file {path}, so the results below would be built on "
+        "missing answers; the notebook stops here. The recording lacks these requests (it was "
+        "made for other notebooks, other parameters or an older version of them). Record "
+        "them: run this notebook once with a real backend and PERSO_KIT_LLM_CACHE=<that file>, "
+        "then replay with PERSO_KIT_LLM_BACKEND=replay PERSO_KIT_LLM_REPLAY=<that file>; or run "
+        "without PERSO_KIT_LLM_BACKEND=replay.", "replay_miss")
+
+
 def _write_meta(path: Path, meta: dict) -> None:
     con = sqlite3.connect(path)
     try:
@@ -132,6 +172,11 @@ def make_recording(model: str | None = None, name: str = DEFAULT_RECORDING,
     default ``PERSO_KIT_LOCAL_MODEL`` or SmolLM2-135M-Instruct), caching every answer into a
     new recording, then store the numbers each notebook recorded. The old recording is
     replaced only when every notebook ran. Returns the tour summary.
+
+    Re-recording some notebooks (``notebooks`` not all of :data:`ACT3`) with the same model
+    file starts from a copy of the old recording: answers already in it are reused and only
+    new requests reach the model, so the times stored for those notebooks are those of their
+    new calls.
     """
     from .llm import local
     from .report import read_records
