@@ -144,7 +144,16 @@ def test_several_processes_share_one_file(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     procs = [subprocess.Popen([sys.executable, "-c", script, tag], env=env,
                               stderr=subprocess.PIPE) for tag in ("a", "b")]
-    errors = [p.communicate(timeout=60)[1] for p in procs]
+    errors = []
+    for p in procs:   # generous: a loaded machine is slow to start Python, never wrong
+        try:
+            errors.append(p.communicate(timeout=900)[1])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail(f"a writer process ran for 900 s without finishing (stderr so far: "
+                        f"{p.communicate()[1][-2000:]!r}); two writers should take seconds: "
+                        "a lock that is never released?")
     assert all(p.returncode == 0 for p in procs), errors
     cache = ResponseCache(path)
     assert len(cache) == 80 and cache.get("b-39") == {"i": 39, "_cost_usd": 0.0,

@@ -226,15 +226,29 @@ def sigint_raises():
     signal.signal(signal.SIGINT, previous)
 
 
+def interrupt_when_sent(srv, n: int) -> threading.Thread:
+    """Press Ctrl-C (``_thread.interrupt_main``) once the server has received ``n`` requests:
+    the moment depends on the progress of the batch, not on the wall clock, so a busy machine
+    cannot make the test interrupt too early or too late."""
+    def wait_then_interrupt():
+        deadline = time.monotonic() + 600          # a generous guard, never reached normally
+        while len(srv.requests) < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        _thread.interrupt_main()
+    thread = threading.Thread(target=wait_then_interrupt, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_keyboard_interrupt_keeps_completed_results(srv, tmp_path, sigint_raises):
     llm = make(srv, cache_path=str(tmp_path / "c.sqlite"), timeout_s=5)
     assert llm.chat("warm up").ok   # first answers load modules: not part of the timing
+    srv.reset()
     srv.plan("*", ["slow:0.25"] * 40)
-    timer = threading.Timer(0.7, _thread.interrupt_main)
-    timer.start()
+    # with 2 requests in flight, the 5th is sent only after at least 3 were answered
+    interrupt_when_sent(srv, 5)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         replies = llm.map([f"item {i}" for i in range(20)], concurrency=2, progress=False)
-    timer.cancel()
     done = [i for i, r in enumerate(replies) if r.ok]
     assert len(replies) == 20 and 2 <= len(done) < 20
     assert all(r.error_kind == "interrupted" for r in replies if not r.ok)
@@ -244,12 +258,10 @@ def test_keyboard_interrupt_keeps_completed_results(srv, tmp_path, sigint_raises
     again = llm.map([f"item {i}" for i in done], progress=False)
     assert all(r.cached for r in again) and srv.requests == []   # kept in the cache too
     srv.plan("*", ["slow:0.25"] * 40)
-    timer = threading.Timer(0.5, _thread.interrupt_main)
-    timer.start()
+    interrupt_when_sent(srv, 5)
     with pytest.raises(BatchInterrupted) as info, pytest.warns(RuntimeWarning):
         llm.map([f"other {i}" for i in range(20)], concurrency=2, progress=False,
                 on_interrupt="raise")
-    timer.cancel()
     assert len(info.value.replies) == 20 and any(r.ok for r in info.value.replies)
     time.sleep(0.6)
 

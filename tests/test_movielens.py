@@ -42,9 +42,12 @@ REAL_DIR = os.environ.get("PERSO_KIT_DATA_DIR")
 
 @pytest.fixture(autouse=True)
 def no_env_data_dir(monkeypatch, request):
-    """Fixture tests must not see the real files through PERSO_KIT_DATA_DIR."""
+    """Fixture tests must not see the real files through PERSO_KIT_DATA_DIR, nor reach the real
+    mirror: downloads go to local servers only (tests that need a mirror set one)."""
     if "movielens" not in request.keywords:
         monkeypatch.delenv("PERSO_KIT_DATA_DIR", raising=False)
+    monkeypatch.delenv("PERSO_KIT_MOVIELENS_URLS", raising=False)
+    monkeypatch.setattr(ml, "MIRRORS", ())
 
 
 def make_zip(name: str, folder: Path) -> Path:
@@ -350,6 +353,103 @@ def test_no_network_error_names_url_md5_and_what_to_do(tmp_path, monkeypatch):
     assert "31a303aabbc519bd33d025e44d6c2570" in msg and "PERSO_KIT_DATA_DIR" in msg
     assert str(tmp_path / "movielens") in msg
     assert cache_files(tmp_path) == []
+
+
+def closed_port_url() -> str:
+    """The URL of a port on 127.0.0.1 on which nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+def test_the_sources_are_grouplens_then_an_independent_mirror(monkeypatch):
+    monkeypatch.setattr(ml, "MIRRORS", (ml.MIRROR_URL,))
+    assert ml.download_urls("ml-1m") == [
+        "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+        "https://web.archive.org/web/2024id_/https://files.grouplens.org/datasets/movielens/"
+        "ml-1m.zip"]
+    monkeypatch.setenv("PERSO_KIT_MOVIELENS_URLS", "http://a.test/ml, http://b.test/x/")
+    assert ml.download_urls("ml-1m") == ["http://a.test/ml/ml-1m.zip",
+                                         "http://b.test/x/ml-1m.zip"]
+
+
+@pytest.mark.parametrize("primary_fault", ["404", "closed port", "wrong bytes", "truncated"])
+def test_when_grouplens_fails_the_mirror_is_tried_and_its_file_accepted(server, tmp_path,
+                                                                        monkeypatch,
+                                                                        primary_fault):
+    mirror = Server()
+    try:
+        mirror.files["ml-100k.zip"] = (server.body, "good")
+        if primary_fault == "404":
+            del server.files["ml-100k.zip"]
+        elif primary_fault == "closed port":
+            monkeypatch.setattr(ml, "BASE_URL", closed_port_url())
+        elif primary_fault == "wrong bytes":
+            server.files["ml-100k.zip"] = (server.body[:-1] + b"x", "good")
+        else:
+            server.files["ml-100k.zip"] = (server.body, "truncated")
+        monkeypatch.setattr(ml, "MIRRORS", (mirror.url,))
+        cache = tmp_path / "cache"
+        with pytest.warns(UserWarning, match=rf"failed .*came from {mirror.url}ml-100k\.zip "
+                                             r"instead, with GroupLens's MD5"):
+            ds = ml.load_movielens("ml-100k", cache_dir=cache)
+        assert mirror.requests == ["/ml-100k.zip"]
+        assert cache_files(cache) == ["ml-100k.zip"]
+        assert (cache / "movielens" / "ml-100k.zip").read_bytes() == server.body
+        assert ds.n_interactions == 5 and ds.n_items == 6
+    finally:
+        mirror.close()
+
+
+def test_a_mirror_with_other_bytes_is_refused_nothing_is_written_both_urls_named(server,
+                                                                                 tmp_path,
+                                                                                 monkeypatch):
+    mirror = Server()
+    try:
+        del server.files["ml-100k.zip"]                          # GroupLens: 404
+        changed = server.body[:-1] + b"x"
+        mirror.files["ml-100k.zip"] = (changed, "good")          # the mirror: a changed file
+        monkeypatch.setattr(ml, "MIRRORS", (mirror.url,))
+        cache = tmp_path / "cache"
+        with pytest.raises(ml.DownloadError) as err:
+            ml.load_movielens("ml-100k", cache_dir=cache)
+        msg = str(err.value)
+        assert f"{server.url}ml-100k.zip answered 404" in msg
+        assert f"the file downloaded from {mirror.url}ml-100k.zip" in msg
+        assert hashlib.md5(changed).hexdigest() in msg and "discarded" in msg
+        assert f"no source gave ml-100k.zip as GroupLens publishes it (MD5 " \
+               f"{hashlib.md5(server.body).hexdigest()})" in msg
+        assert "Nothing was saved" in msg and "PERSO_KIT_DATA_DIR" in msg
+        assert cache_files(cache) == [] and mirror.requests == ["/ml-100k.zip"]
+    finally:
+        mirror.close()
+
+
+def test_no_network_at_all_names_both_sources(tmp_path, monkeypatch):
+    first, second = closed_port_url(), closed_port_url()
+    monkeypatch.setenv("PERSO_KIT_MOVIELENS_URLS", f"{first} {second}")
+    with pytest.raises(ml.DownloadError) as err:
+        ml.load_movielens("ml-latest-small", cache_dir=tmp_path)
+    msg = str(err.value)
+    assert msg.startswith(f"could not reach {first}ml-latest-small.zip nor "
+                          f"{second}ml-latest-small.zip (no network?)")
+    assert "31a303aabbc519bd33d025e44d6c2570" in msg and cache_files(tmp_path) == []
+
+
+def test_the_sources_variable_replaces_grouplens_and_is_checked_the_same(server, tmp_path,
+                                                                        monkeypatch):
+    course = Server()
+    try:
+        course.files["ml-100k.zip"] = (server.body, "good")
+        monkeypatch.setenv("PERSO_KIT_MOVIELENS_URLS", course.url)
+        ds = ml.load_movielens("ml-100k", cache_dir=tmp_path)
+        assert ds.n_items == 6 and server.requests == [] and course.requests == ["/ml-100k.zip"]
+        course.files["ml-100k.zip"] = (server.body[:50], "good")
+        with pytest.raises(ml.DownloadError, match="discarded"):
+            ml.download_movielens("ml-100k", cache_dir=tmp_path / "other")
+        assert cache_files(tmp_path / "other") == []
+    finally:
+        course.close()
 
 
 # ------------------------------------------------------------------------------ real files

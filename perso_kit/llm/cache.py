@@ -17,6 +17,12 @@ permission bits that deny every write count even for root) it is opened ``immuta
 ``-wal``/``-shm`` file is needed or made beside it. A cache file that exists but cannot be
 written is used the same way: its answers are read, new ones are not stored (a notice says so).
 
+**Recordings of the offline stand-in.** The stand-in's answers are keyed with its version too
+(a new stand-in never reuses old answers). A file recorded with the stand-in replays when this
+kit's stand-in has the same version (:meth:`ResponseCache.stand_in_recording` checks the stored
+requests); one made by another version is refused with a message that says so, not reported as
+a missing request.
+
 **What goes wrong, said plainly.** A cache whose folder is read-only or cannot be created is
 reported as such, and the client goes on without a cache. A file that is not a SQLite file (or
 is damaged) is moved aside (``<name>.damaged-<time>``) and a fresh cache started -- except a
@@ -259,6 +265,36 @@ class ResponseCache:
                   (key, model, int(v.size), v.tobytes(), time.time()))
 
     # ----------------------------------------------------------------------------- inspection
+    def stand_in_recording(self, model: str, version: str, rows: int = 200) -> str:
+        """Whether the file's answers of ``model`` were made by the offline stand-in, and by
+        which version: ``"none"`` (no stand-in answers), ``"same"`` (version ``version``: they
+        replay), ``"other"`` (another version: they cannot). Decided by recomputing the keys of
+        up to ``rows`` stored requests.
+
+        >>> import tempfile, os
+        >>> c = ResponseCache(os.path.join(tempfile.mkdtemp(), "c.sqlite"))
+        >>> req = {"model": "stand-in", "messages": [{"role": "user", "content": "hi"}]}
+        >>> c.put(request_key(req, stand_in_version="2"), {"text": "hello"}, model="stand-in",
+        ...       backend="offline", request=req)
+        >>> c.stand_in_recording("stand-in", "2"), c.stand_in_recording("stand-in", "3")
+        ('same', 'other')
+        """
+        if self._conn is None:
+            return "none"
+        try:
+            with self._lock:
+                found = self._conn.execute(
+                    "SELECT key, request FROM answers WHERE backend='offline' AND model=? "
+                    "LIMIT ?", (model, int(rows))).fetchall()
+        except sqlite3.DatabaseError:
+            return "none"
+        if not found:
+            return "none"
+        for key, request in found:
+            if request and request_key(json.loads(request), stand_in_version=version) == key:
+                return "same"
+        return "other"
+
     def models(self) -> dict[str, int]:
         """How many answers each model has in the file (most first)."""
         if self._conn is None:

@@ -128,6 +128,10 @@ class LLM:
         if settings.backend == "replay" and not settings.model and self.cache is not None:
             recorded = self.cache.models()
             settings.model = next(iter(recorded), None)
+        self._stand_in_replay = "none"  # a recording of the stand-in: "same" or "other" version
+        if settings.backend == "replay" and self.cache is not None and not self.cache.broken:
+            from .offline import VERSION
+            self._stand_in_replay = self.cache.stand_in_recording(self.model, VERSION)
         if settings.backend == "compatible" and not settings.model:
             settings.model = self._first_served_model()
         self.ledger = Ledger()
@@ -270,7 +274,7 @@ class LLM:
         """The cache key of ``req``: the sample number and, offline, the stand-in's version
         are part of it (a new stand-in version does not reuse old answers)."""
         extra = {"sample": sample} if sample else {}
-        if self.backend == "offline":
+        if self.backend == "offline" or getattr(self, "_stand_in_replay", "") == "same":
             from .offline import VERSION
             extra["stand_in_version"] = VERSION
         return request_key(req, **extra)
@@ -280,6 +284,18 @@ class LLM:
         if self.cache is None or self.cache.broken:
             return Reply(backend="replay", model=self.model, key=key, error_kind="replay_miss",
                          error=f"replay: {self.cache.broken if self.cache else 'no recorded file'}")
+        if self._stand_in_replay != "none":
+            from .offline import VERSION
+            path = self.settings.replay_path
+            error = (f"the recorded file {path} was made with another version of the offline "
+                     f"stand-in (not an LLM) than this kit's (version {VERSION}), so it cannot "
+                     "be replayed" if self._stand_in_replay == "other" else
+                     f"this request is not in the recorded file {path}, a recording of the "
+                     f"offline stand-in (not an LLM, version {VERSION})")
+            return Reply(backend="replay", model=self.model, key=key, error_kind="replay_miss",
+                         error=error + ". The stand-in needs no recording: unset "
+                         "PERSO_KIT_LLM_BACKEND and PERSO_KIT_LLM_REPLAY to run it directly, "
+                         "or replay a file recorded with a real model.")
         return Reply(
             backend="replay", model=self.model, key=key, error_kind="replay_miss",
             error=(f"this request is not in the recorded file {self.settings.replay_path}. "

@@ -373,8 +373,10 @@ class Conversation:
     llm : perso_kit.llm.LLM
         Reads each message into a dialogue update (the offline stand-in works: not an LLM).
     dataset : Dataset
-        The catalog (items with genres, year, mood, runtime) and the interactions a user's
-        history comes from.
+        The catalog (items with genres and year; mood, runtime and themes where it has them, as
+        the demo world does) and the interactions a user's history comes from. A catalog
+        without moods (MovieLens) is never asked about mood; one without runtimes ignores a
+        maximum runtime and says so in :attr:`Turn.relaxed`.
     recommender : Recommender, optional
         A fitted recommender that scores items for ``user``; popularity when None or when the
         user is unknown.
@@ -397,9 +399,10 @@ class Conversation:
         self.llm, self.dataset, self.recommender, self.user = llm, dataset, recommender, user
         self.k, self.ask, self.n_options = int(k), tuple(ask), int(n_options)
         self.like_weight = float(like_weight)
-        items = dataset.items
+        items = with_optional_columns(dataset.items)
         self._items = items.assign(decade=items["year"].map(
             lambda y: None if pd.isna(y) else f"{int(y) // 10 * 10}s")).reset_index(drop=True)
+        self.has_runtime = bool(self._items["runtime"].notna().any())
         self._index = grounding.TitleIndex(items)
         self.vocab = {"genres": sorted({g for gs in items["genres"] for g in gs}),
                       "moods": sorted(set(items["mood"].dropna())),
@@ -440,9 +443,10 @@ class Conversation:
                    if st.genres else None),
                   ("era", it["decade"].isin(st.decades) if st.decades else None),
                   ("mood", it["mood"].isin(st.moods) if st.moods else None),
-                  ("runtime", it["runtime"] <= st.max_runtime if st.max_runtime else None)]
+                  ("runtime", it["runtime"] <= st.max_runtime
+                   if st.max_runtime and self.has_runtime else None)]
         wishes = [(n, m) for n, m in wishes if m is not None]
-        relaxed = []
+        relaxed = ["runtime"] if st.max_runtime and not self.has_runtime else []
         while True:
             mask = hard.copy()
             for _, m in wishes:
@@ -458,7 +462,8 @@ class Conversation:
 
     @staticmethod
     def _attrs(row) -> set:
-        return set(row["genres"]) | set(row["themes"]) | {row["mood"]}
+        mood = {row["mood"]} if isinstance(row["mood"], str) else set()
+        return set(row["genres"]) | set(row["themes"]) | mood
 
     def _likeness(self, pool: pd.DataFrame) -> np.ndarray:
         """Best Jaccard overlap of each pool item's attributes with a liked item's."""
@@ -532,7 +537,9 @@ class Conversation:
         recs = recs.reset_index(drop=True)
         self.state.shown.extend(recs["item_id"].tolist())
         question = self._question(pool.iloc[self.k:])
-        lines = [f"{i + 1}. {r.title} — {', '.join(r.genres)}, {r.mood}, {r.runtime} min"
+        lines = [f"{i + 1}. {r.title} — {', '.join(r.genres)}"
+                 + (f", {r.mood}" if isinstance(r.mood, str) else "")
+                 + (f", {r.runtime} min" if pd.notna(r.runtime) else "")
                  for i, r in enumerate(recs.itertuples())]
         ask = ""
         if question:
@@ -546,6 +553,24 @@ class Conversation:
         turn = Turn(text, update, recs, question, reply, relaxed, ok, dropped)
         self.turns.append(turn)
         return turn
+
+
+def with_optional_columns(items: pd.DataFrame) -> pd.DataFrame:
+    """``items`` with the columns a conversation reads that a catalog may lack: ``mood``
+    (None), ``runtime`` (NaN) and ``themes`` (``()``). The demo world has all three; MovieLens
+    has none of them. Existing columns are kept as they are.
+
+    >>> row = with_optional_columns(pd.DataFrame({"item_id": [1]})).iloc[0]
+    >>> row["mood"], bool(pd.isna(row["runtime"])), row["themes"]
+    (None, True, ())
+    """
+    missing = {"mood": [None] * len(items), "runtime": [np.nan] * len(items),
+               "themes": [()] * len(items)}
+    add = {c: v for c, v in missing.items() if c not in items.columns}
+    if not add:
+        return items
+    return items.assign(**{c: pd.Series(v, index=items.index, dtype=object if c != "runtime"
+                                        else float) for c, v in add.items()})
 
 
 # ------------------------------------------------------------------------- simulated users
