@@ -236,6 +236,22 @@ def _quantiles(means: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval ``(low, high)`` of a proportion ``k / n`` (``nan`` when
+    ``n = 0``): for shares counted over few cases (tasks, claims, pairs), where a normal
+    approximation would leave [0, 1]. ``z = 1.96`` gives 95 %.
+
+    >>> [round(x, 3) for x in wilson_interval(2, 4)]
+    [0.15, 0.85]
+    """
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def bootstrap_interval(values, ci: float = 0.95, n_boot: int = 1000,
                        seed: int | None = 0) -> Interval:
     """Percentile bootstrap confidence interval of the mean of per-user ``values``.

@@ -27,10 +27,14 @@ _RECORDED: dict = {}  # what this kernel recorded, for tables that set it beside
 
 
 def _plain(value):
+    """``value`` as plain JSON: numpy scalars as Python numbers, containers as dicts and lists,
+    and NaN or infinity as the strings ``"nan"``, ``"inf"``, ``"-inf"`` (JSON has no such
+    numbers; a kernel would otherwise warn when it sends them)."""
     if isinstance(value, (np.integer,)):
         return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if np.isfinite(value) else str(value)
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, dict):

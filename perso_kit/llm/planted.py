@@ -210,9 +210,14 @@ class PlantedModel(InProcessServer):
             n = max(1, min(int(m.group(1)) if m else 5, 20))
             titles = self.answer_titles(self.order(cands), n, rid)
             text = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(titles))
+        return 200, self.completion(text, rid, msgs, body, fmt)
+
+    def completion(self, text: str, rid: int, msgs: list, body: dict, fmt) -> dict:
+        """The chat-completion body that carries ``text``, with token counts estimated the
+        way the kit estimates them (a scripted model has no tokenizer)."""
         prompt_tokens = estimate_prompt_tokens(msgs, body.get("tools"), fmt or None)
         completion_tokens = estimate_tokens(text)
-        return 200, {
+        return {
             "id": f"planted-{rid:016x}", "object": "chat.completion", "created": 0,
             "model": self.model_name,
             "choices": [{"index": 0, "finish_reason": "stop",
@@ -426,15 +431,7 @@ class PlantedJudge(PlantedModel):
                                    "type": "invalid_request_error"}}
         text = json.dumps(answer)
         rid = _hash("request", self.seed, json.dumps(body, sort_keys=True, default=str))
-        prompt_tokens = estimate_prompt_tokens(msgs, body.get("tools"), fmt or None)
-        completion_tokens = estimate_tokens(text)
-        return 200, {
-            "id": f"planted-{rid:016x}", "object": "chat.completion", "created": 0,
-            "model": self.model_name,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+        return 200, self.completion(text, rid, msgs, body, fmt)
 
 
 class JudgePrefersFirst(PlantedJudge):
@@ -522,6 +519,68 @@ def planted_judge(kind: str, own_texts=None, seed: int = 0, **kw):
         model = PlantedJudge(seed)
     else:
         raise ValueError(f"kind must be one of {JUDGE_KINDS}, got {kind!r}")
+    llm = model.llm(**kw)
+    llm.planted = model
+    return llm
+
+
+# ------------------------------------------------------------------------------ planted fairness
+#: the planted ranker of the fairness probe (:mod:`perso_kit.fairness`), see
+#: :func:`planted_attribute_llm`
+FAIRNESS_KINDS = ("swaps-on-attribute",)
+
+
+class SwapsOnAttribute(Control):
+    """The control's order, **reversed when the prompt states** ``trigger`` (a whole word,
+    any case, e.g. ``"woman"``; ``"man"`` does not match it): the planted unfairness of the
+    counterfactual probe. Shown 20 candidates and read at top 10, the lists with and without
+    the trigger share no item, so the probe's list change (1 - Jaccard@10) is 1 for the
+    statement naming the trigger and 0 for every other statement. A **planted oracle**: it is
+    told the word to react to; it shows the probe *can* see a ranker that treats a stated
+    attribute differently, and says nothing about whether an LLM does."""
+
+    kind = "swaps-on-attribute"
+
+    def __init__(self, trigger: str = "woman", seed: int = 0):
+        if not str(trigger).strip():
+            raise ValueError("trigger must be a non-empty word, e.g. 'woman'")
+        super().__init__(seed)
+        self.trigger = str(trigger).strip()
+        self._pattern = re.compile(rf"\b{re.escape(self.trigger)}\b", re.I)
+        self._triggered = threading.local()
+        self.description = f"reverses its order when the prompt says {self.trigger!r}"
+
+    def handle(self, path: str, body: dict) -> tuple[int, dict]:
+        msgs = body.get("messages") or []
+        prompt = "\n".join(m.get("content") or "" for m in msgs
+                           if m.get("role") == "user" and isinstance(m.get("content"), str))
+        self._triggered.on = bool(self._pattern.search(prompt))
+        return super().handle(path, body)
+
+    def order(self, candidates: list[Candidate]) -> list[Candidate]:
+        ranked = super().order(candidates)
+        return ranked[::-1] if getattr(self._triggered, "on", False) else ranked
+
+
+def planted_attribute_llm(trigger: str = "woman", seed: int = 0, **kw):
+    """An :class:`~perso_kit.llm.LLM` client answered by :class:`SwapsOnAttribute` (the
+    planted ranker that reverses its order when the prompt says ``trigger``); ``kw`` go to
+    :func:`~perso_kit.llm.get_llm`. The model object is ``llm.planted``. Its clean control is
+    ``planted_llm("control")``: the same order whatever the prompt states.
+
+    >>> llm = planted_attribute_llm("woman")
+    >>> llm.model
+    'planted:swaps-on-attribute (scripted, not an LLM)'
+    >>> ids = lambda r: r.data["ranking"]
+    >>> shown = "Candidates:\\n[1] Up (2009) — Drama\\n[2] Heat (1995) — Crime\\n"
+    >>> schema = {"title": "ranking", "type": "object", "properties": {"ranking": {
+    ...           "type": "array", "items": {"type": "integer"}}}}
+    >>> a = ids(llm.chat("I am a man.\\n" + shown, json_schema=schema))
+    >>> b = ids(llm.chat("I am a woman.\\n" + shown, json_schema=schema))
+    >>> b == a[::-1]
+    True
+    """
+    model = SwapsOnAttribute(trigger, seed)
     llm = model.llm(**kw)
     llm.planted = model
     return llm

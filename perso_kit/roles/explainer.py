@@ -47,6 +47,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data.dataset import Dataset
+from ..evaluate import wilson_interval
 from ..llm import heuristics as H
 from ..llm.grounding import TitleIndex, ground_titles
 from ..llm.offline import register_handler
@@ -487,20 +488,10 @@ def relational_truth(table: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
     for src, g in table.groupby("source", sort=False):
         claims = g[g["claims_shared"].astype(bool)]
         n, k = len(claims), int(claims["relation_ok"].astype(bool).sum())
-        low, high = _wilson(k, n, z)
+        low, high = wilson_interval(k, n, z)
         rows[src] = {"n": len(g), "claims": n, "true": k,
                      "rate": k / n if n else float("nan"), "low": low, "high": high}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k / n`` (``nan`` when ``n = 0``)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 # ------------------------------------------------------------------------------ stand-in

@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.dataset import Dataset
+from ..evaluate import wilson_interval
 from ..llm import heuristics as H
 from ..llm.offline import register_handler
 from .explainer import _CUE, _SENTENCE, explanation_messages
@@ -277,15 +278,6 @@ def _bootstrap(values, stat=np.mean, n_boot: int = 1000, seed: int = 0,
     return est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
 
 
-def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
-
-
 def _spearman(xy: np.ndarray) -> float:
     x, y = pd.Series(xy[:, 0]), pd.Series(xy[:, 1])
     if x.nunique() < 2 or y.nunique() < 2:
@@ -357,7 +349,7 @@ def judge_probes(verdicts: pd.DataFrame, ratings: pd.DataFrame | None = None, wh
     # position: a different winner when the order is swapped
     f = s["follows_position"].dropna()
     k = int(f.sum())
-    lo, hi = _wilson(k, len(f))
+    lo, hi = wilson_interval(k, len(f))
     rows["position"] = dict(value=k / len(f) if len(f) else float("nan"), low=lo, high=hi,
                             n=len(f), fires=bool(lo > 0))
     # verbosity: the padded side's score after minus before

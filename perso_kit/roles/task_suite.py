@@ -34,8 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import config
-from ..evaluate import bootstrap_interval
-from .explainer import _wilson
+from ..evaluate import bootstrap_interval, wilson_interval
 from .tools import filter_mask, resolve_item
 
 TASK_FILE = config.SHIPPED_DATA_DIR / "agent_tasks.json"
@@ -159,7 +158,7 @@ def family_success(table: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
     rows = []
     for (design, family), g in table.groupby(["design", "family"], sort=False):
         k, n = int(g["success"].sum()), len(g)
-        low, high = _wilson(k, n, z)
+        low, high = wilson_interval(k, n, z)
         rows.append({"design": design, "family": family, "tasks": n, "successes": k,
                      "rate": k / n, "low": low, "high": high})
     return pd.DataFrame(rows).set_index(["design", "family"])
