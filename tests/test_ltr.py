@@ -198,3 +198,65 @@ def test_bad_ranker_arguments():
         TwoStageRanker(retrievers={"EASE": EASE()}, scorers={"EASE": EASE()})
     with pytest.raises(ValueError, match="n_candidates"):
         TwoStageRanker(n_candidates=0)
+
+
+# ------------------------------------------------------------------------------ early stopping
+def _synthetic_candidates(ranker, flip_watched: bool, n_users=300, per_user=30, seed=0):
+    """Candidate rows whose label follows a noisy sum of four features; with ``flip_watched``
+    the users watched for early stopping get the opposite rule (their best lists are the
+    trained model's worst), so every added tree makes their NDCG worse."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(1, n_users + 1), per_user)
+    feats = rng.normal(size=(len(users), 4))
+    signal = feats.sum(axis=1) + rng.normal(scale=1.0, size=len(users))
+    if flip_watched:
+        watched = ranker._early_stopping_users(np.arange(1, n_users + 1))
+        signal = np.where(np.isin(users, watched), -signal, signal)
+    frame = pd.DataFrame(feats, columns=["f1", "f2", "f3", "f4"])
+    frame.insert(0, "item_id", np.tile(np.arange(per_user), n_users))
+    frame.insert(0, "user_id", users)
+    order = pd.Series(signal).groupby(users).rank(ascending=False, method="first")
+    frame["label"] = (order <= 3).astype(np.int64).to_numpy()
+    return frame
+
+
+def _fit_synthetic(flip_watched: bool, **kw):
+    kw = {"early_stopping_fraction": 0.2, **kw}
+    ranker = TwoStageRanker(n_estimators=300, early_stopping_rounds=20, seed=0, **kw)
+    ranker._recalls = [1.0]
+    ranker._fit_ranker([_synthetic_candidates(ranker, flip_watched)])
+    return ranker
+
+
+def test_early_stopping_fires_when_more_trees_hurt_the_watched_users():
+    planted = _fit_synthetic(flip_watched=True)
+    clean = _fit_synthetic(flip_watched=False)
+    # planted: the watched NDCG is best after the first tree; only that tree is kept
+    assert planted.best_iteration_ == 1
+    assert planted.model_.booster_.current_iteration() == 1
+    # clean control: the watched users keep gaining from new trees for a long while
+    assert clean.best_iteration_ > 30
+    # without a watched share, every tree is kept and every user is trained on
+    none = _fit_synthetic(flip_watched=True, early_stopping_fraction=0)
+    assert none.best_iteration_ == 300 and len(none.early_stopping_users_) == 0
+    assert none.training_pairs_["user_id"].nunique() == 300
+
+
+def test_watched_users_are_a_seeded_share_never_trained_on(demo_split, fitted):
+    # the default watches nobody: every labelled user is trained on, every tree kept
+    assert len(fitted.early_stopping_users_) == 0 and fitted.best_iteration_ == 100
+    lean = _ranker(n_rounds=1, early_stopping_fraction=0.2).fit(demo_split.train)
+    watched = lean.early_stopping_users_
+    trained = lean.training_pairs_["user_id"].unique()
+    assert len(watched) > 0 and not np.isin(watched, trained).any()
+    assert len(watched) == round(0.2 * (len(watched) + len(trained)))
+    assert 1 <= lean.best_iteration_ <= 100
+    again = lean._early_stopping_users(np.sort(np.concatenate([watched, trained])))
+    np.testing.assert_array_equal(again, watched)
+
+
+def test_bad_early_stopping_arguments():
+    with pytest.raises(ValueError, match="early_stopping_fraction"):
+        TwoStageRanker(early_stopping_fraction=1.0)
+    with pytest.raises(ValueError, match="early_stopping_rounds"):
+        TwoStageRanker(early_stopping_rounds=0)

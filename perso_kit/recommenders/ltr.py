@@ -17,9 +17,15 @@ features saw, or the ranker learns to trust signals that will not exist at servi
 they must never come from the test part: a ranker fitted on test labels is evaluated on the
 answers it was shown. :meth:`TwoStageRanker.fit` therefore carves a validation share out of the
 *training* data (``validation_fraction`` of each user's training interactions): retrievers and
-features see the rest, the ranker learns to predict the validation share (``n_rounds`` times,
-with different random carves, to give it more examples), and then the retrievers are refitted
-on all the training data to serve.
+features see the rest, and the ranker learns to predict the validation share. Stage one is
+fitted once per carve (``n_rounds`` carves, each with its own stage-one fit, give the ranker
+more examples), then once more on all the training data to serve. Optionally a share of the
+labelled users (``early_stopping_fraction``) is kept out of LightGBM's training rows: LightGBM
+stops adding trees when their NDCG@10 has not improved for ``early_stopping_rounds`` trees.
+
+A leaner setting, ``n_rounds=1, validation_fraction=0.3, early_stopping_fraction=0.2``, fits in
+under a third of the CPU time on MovieLens-100K but scored slightly lower there (see
+``benchmarks/RESULTS.md``, "Two-stage ranker fit time"), so it is not the default.
 
 >>> from perso_kit import load_dataset
 >>> from perso_kit.split import random_per_user
@@ -31,6 +37,7 @@ on all the training data to serve.
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -172,16 +179,24 @@ class TwoStageRanker(Recommender):
     extra_features : sequence of feature functions
         Appended to ``features`` (e.g. ``item_columns(table)`` with attributes from elsewhere).
     validation_fraction : float
-        Share of each user's training interactions held out, in each round, to label the
+        Share of each user's training interactions held out, in each carve, to label the
         ranker's training candidates.
     n_rounds : int
-        How many random validation carves label training candidates (more rounds, more
-        examples for the ranker, more retriever fits).
+        How many random validation carves label training candidates; stage one is fitted once
+        per carve (more carves, more examples for the ranker, more stage-one fits).
     objective : {"lambdarank", "rank_xendcg", "binary"}
         LightGBM objective: LambdaRank (pairwise, weighted by the NDCG change), the listwise
         cross-entropy ``rank_xendcg``, or plain pointwise ``binary`` classification.
     n_estimators, learning_rate, num_leaves, min_child_samples : LightGBM settings
-        Trees, shrinkage, leaves per tree, fewest pairs per leaf.
+        Trees (the most; early stopping may keep fewer), shrinkage, leaves per tree, fewest
+        pairs per leaf.
+    early_stopping_fraction : float
+        Share of the labelled users whose candidates LightGBM does not train on but watches:
+        their NDCG@10 decides when to stop adding trees (0, the default: no early stopping,
+        every tree, every labelled user trained on).
+    early_stopping_rounds : int
+        Stop when the watched NDCG@10 has not improved for this many trees; the best number
+        of trees is kept (``best_iteration_``).
     lgbm_params : dict, optional
         Any other ``lightgbm.LGBMRanker`` argument (e.g. ``lambdarank_truncation_level``).
     seed : int, optional
@@ -202,6 +217,10 @@ class TwoStageRanker(Recommender):
         ``round, user_id, item_id, label`` of the candidates the ranker learned from.
     validation_recall_ : float
         Candidate recall on the validation shares (what the ranker could reach while learning).
+    best_iteration_ : int
+        Trees the ranker uses (fewer than ``n_estimators`` when early stopping cut them).
+    early_stopping_users_ : ndarray
+        The users watched for early stopping (not trained on).
     """
 
     def __init__(self, retrievers: Mapping[str, Recommender] | None = None,
@@ -212,12 +231,19 @@ class TwoStageRanker(Recommender):
                  validation_fraction: float = 0.1, n_rounds: int = 3,
                  objective: str = "lambdarank", n_estimators: int = 150,
                  learning_rate: float = 0.05, num_leaves: int = 15,
-                 min_child_samples: int = 100, lgbm_params: dict | None = None,
+                 min_child_samples: int = 100, early_stopping_fraction: float = 0.0,
+                 early_stopping_rounds: int = 20, lgbm_params: dict | None = None,
                  seed: int | None = None, num_threads: int = 1, show_progress: bool = True):
         if n_candidates < 1:
             raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
         if n_rounds < 1:
             raise ValueError(f"n_rounds must be at least 1, got {n_rounds}")
+        if not 0 <= early_stopping_fraction < 1:
+            raise ValueError("early_stopping_fraction must be in [0, 1), got "
+                             f"{early_stopping_fraction}")
+        if early_stopping_rounds < 1:
+            raise ValueError(f"early_stopping_rounds must be at least 1, got "
+                             f"{early_stopping_rounds}")
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.retrievers = (dict(retrievers) if retrievers is not None
@@ -239,6 +265,8 @@ class TwoStageRanker(Recommender):
         self.learning_rate = float(learning_rate)
         self.num_leaves = int(num_leaves)
         self.min_child_samples = int(min_child_samples)
+        self.early_stopping_fraction = float(early_stopping_fraction)
+        self.early_stopping_rounds = int(early_stopping_rounds)
         self.lgbm_params = dict(lgbm_params or {})
         self.seed = seed
         self.num_threads = int(num_threads)
@@ -278,6 +306,14 @@ class TwoStageRanker(Recommender):
         useful = stats.index[(stats["sum"] > 0) & (stats["sum"] < stats["size"])]
         return X[X["user_id"].isin(useful)].reset_index(drop=True)
 
+    def _early_stopping_users(self, users: np.ndarray) -> np.ndarray:
+        """The share of ``users`` watched for early stopping (a seeded random choice)."""
+        n = int(round(self.early_stopping_fraction * len(users)))
+        if n < 1 or n >= len(users):
+            return users[:0]
+        rng = np.random.default_rng(self._seed())
+        return np.sort(rng.choice(users, size=n, replace=False))
+
     def _fit_ranker(self, frames: list[pd.DataFrame]) -> None:
         import lightgbm as lgb
 
@@ -287,7 +323,13 @@ class TwoStageRanker(Recommender):
                              "held-out interaction; raise n_candidates or check the data")
         self.feature_names_ = [c for c in X.columns
                                if c not in ("user_id", "item_id", "label", "round")]
-        group = X.groupby(["round", "user_id"], sort=False).size().to_numpy()
+        watched = self._early_stopping_users(np.unique(X["user_id"].to_numpy()))
+        is_watched = X["user_id"].isin(watched).to_numpy()
+        fit_rows, stop_rows = X[~is_watched], X[is_watched]
+
+        def groups(rows):
+            return rows.groupby(["round", "user_id"], sort=False).size().to_numpy()
+
         params = dict(objective=self.objective, n_estimators=self.n_estimators,
                       learning_rate=self.learning_rate, num_leaves=self.num_leaves,
                       min_child_samples=self.min_child_samples, random_state=self._seed(),
@@ -295,13 +337,27 @@ class TwoStageRanker(Recommender):
                       n_jobs=self.num_threads if self.num_threads > 0 else None)
         params.update(self.lgbm_params)
         self.model_ = lgb.LGBMRanker(**params)
-        self.model_.fit(X[self.feature_names_], X["label"], group=group)
-        self.training_pairs_ = X[["round", "user_id", "item_id", "label"]]
+        extra = {}
+        if len(stop_rows):
+            watched_X, watched_y = stop_rows[self.feature_names_], stop_rows["label"]
+            if "eval_X" in inspect.signature(lgb.LGBMRanker.fit).parameters:  # LightGBM >= 4.7
+                extra = dict(eval_X=(watched_X,), eval_y=(watched_y,))
+            else:
+                extra = dict(eval_set=[(watched_X, watched_y)])
+            extra.update(eval_group=[groups(stop_rows)], eval_at=[10], eval_metric="ndcg",
+                         callbacks=[lgb.early_stopping(self.early_stopping_rounds,
+                                                       first_metric_only=True, verbose=False)])
+        self.model_.fit(fit_rows[self.feature_names_], fit_rows["label"],
+                        group=groups(fit_rows), **extra)
+        self.best_iteration_ = int(self.model_.best_iteration_ or self.model_.n_estimators)
+        self.early_stopping_users_ = watched
+        self.training_pairs_ = fit_rows[["round", "user_id", "item_id", "label"]]
         self.validation_recall_ = float(np.mean(self._recalls))
 
     def fit(self, train: Dataset) -> "TwoStageRanker":
         """Learn the ranker on validation shares carved from ``train`` (never from any test
-        data), then refit the retrievers and scorers on all of ``train`` to serve."""
+        data; stage one fitted once per carve), then fit the retrievers and scorers on all of
+        ``train`` to serve."""
         self._recalls: list[float] = []
         frames = []
         steps = tqdm(total=self.n_rounds + 1, desc="ranker", leave=False,

@@ -1,0 +1,128 @@
+"""How long does the two-stage ranker take to fit, and what does it reach? CPU beside wall.
+
+For each split seed (random 25% of each user's ratings held out, as in
+``classic_movielens.py``), the retrievers (ALS, EASE) and the item-kNN scorer are tuned on a
+validation split carved from the training part (20% of each user's training ratings; the grids
+of ``classic_movielens.py``), then the ranker is fitted and scored:
+
+* ``--on test`` (the default): fitted on the whole training part, NDCG@10 on the test part;
+* ``--on validation``: fitted on the validation split's training side, NDCG@10 on its held-out
+  side. Use this to choose the ranker's settings; the test part stays untouched.
+
+Fit seconds are CPU (``time.process_time``, all threads of this process) and wall
+(``time.perf_counter``) of ``TwoStageRanker.fit`` alone; then the mean over the seeds. Ranker
+settings are given as ``--set name=value`` (values parsed as JSON, e.g. ``--set n_rounds=3``).
+
+    PERSO_KIT_DATA_DIR=/path/with/movielens nice python benchmarks/ranker_speed.py
+    python benchmarks/ranker_speed.py --dataset demo --seeds 42
+    python benchmarks/ranker_speed.py --on validation --set num_leaves=31 --params /tmp/p.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+K = 10
+TUNED = ("ItemKNN", "EASE", "ALS")
+
+
+def tuned_params(ds, seed: int) -> dict:
+    """The retrievers' and scorer's settings chosen by validation NDCG@10 (as classic_movielens)."""
+    import classic_movielens as cm
+    import perso_kit as pk
+
+    split = pk.split.random_per_user(ds, test_fraction=0.25, seed=seed)
+    tune_split = pk.split.random_per_user(split.train, test_fraction=0.2, seed=seed)
+    saved = cm.GRIDS
+    cm.GRIDS = {name: saved[name] for name in TUNED}
+    try:
+        params, _ = cm.tune(tune_split, verbose=False)
+    finally:
+        cm.GRIDS = saved
+    return {name: params[name] for name in TUNED}
+
+
+def make_ranker(params: dict, settings: dict):
+    from perso_kit.recommenders import ALS, EASE, ItemKNN, Popularity, TwoStageRanker
+    return TwoStageRanker(
+        retrievers={"ALS": ALS(**params["ALS"]), "EASE": EASE(**params["EASE"])},
+        scorers={"ItemKNN": ItemKNN(**params["ItemKNN"]), "Popularity": Popularity()},
+        n_candidates=100, show_progress=False, **settings)
+
+
+def measure(ds, seed: int, params: dict, settings: dict, on: str) -> dict:
+    import perso_kit as pk
+
+    split = pk.split.random_per_user(ds, test_fraction=0.25, seed=seed)
+    if on == "validation":
+        split = pk.split.random_per_user(split.train, test_fraction=0.2, seed=seed)
+    ranker = make_ranker(params, settings)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    ranker.fit(split.train)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    table = pk.evaluate({"ranker": ranker}, split, k=K, fit=False, progress=False)
+    return {"seed": seed, "fit_cpu_s": cpu, "fit_wall_s": wall,
+            "ndcg@10": float(table[f"ndcg@{K}"].iloc[0]),
+            "pairs": len(ranker.training_pairs_),
+            "trees": getattr(ranker, "best_iteration_", None) or ranker.model_.n_estimators}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--on", choices=["test", "validation"], default="test")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a TwoStageRanker argument (value parsed as JSON)")
+    parser.add_argument("--params", help="JSON file caching the tuned settings per seed")
+    args = parser.parse_args(argv)
+    import pandas as pd
+    import perso_kit as pk
+
+    settings = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        try:
+            settings[name] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[name] = value
+    cache = {}
+    if args.params and os.path.exists(args.params):
+        with open(args.params) as f:
+            cache = json.load(f)
+    print(f"# Two-stage ranker fit time on {args.dataset} ({args.on}); date "
+          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}")
+    print(f"ranker settings: {settings or 'the defaults'}")
+    ds = pk.load_dataset(args.dataset)
+    rows = []
+    for seed in args.seeds:
+        key = f"{args.dataset}:{seed}"
+        if key not in cache:
+            cache[key] = tuned_params(ds, seed)
+            if args.params:
+                with open(args.params, "w") as f:
+                    json.dump(cache, f, indent=1)
+        row = measure(ds, seed, cache[key], settings, args.on)
+        print(f"seed {seed}: fit {row['fit_cpu_s']:.1f} CPU-s ({row['fit_wall_s']:.1f} s wall), "
+              f"{row['pairs']} training pairs, {row['trees']} trees, "
+              f"NDCG@{K} {row['ndcg@10']:.4f}", flush=True)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    nd = table[f"ndcg@{K}"]
+    print(f"mean over seeds {', '.join(map(str, args.seeds))}: fit {table['fit_cpu_s'].mean():.1f}"
+          f" CPU-s ({table['fit_wall_s'].mean():.1f} s wall); NDCG@{K} {nd.mean():.4f}"
+          + (f" +/- {nd.std(ddof=1):.4f} (sample std)" if len(nd) > 1 else "")
+          + f"; load {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
