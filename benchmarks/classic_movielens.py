@@ -25,6 +25,17 @@ same validation split.
     python benchmarks/classic_movielens.py --datasets demo          # offline, the demo world
     python benchmarks/classic_movielens.py --no-tune                # the kit's defaults
     python benchmarks/classic_movielens.py --seeds 42 43 44 45      # four split seeds
+    python benchmarks/classic_movielens.py --datasets ml-100k --ms-split   # their split, seed 42
+    python benchmarks/classic_movielens.py --datasets ml-100k --ms-split before-2022
+
+``--ms-split`` replaces the kit's split by Microsoft Recommenders' own
+(:func:`perso_kit.split.msr_stratified` with ``filter_by="item"``, as their benchmark notebook
+``examples/06_benchmarks/movielens.ipynb`` calls ``python_stratified_split``: 75% of each
+movie's ratings for training, seed 42 unless ``--seeds`` says otherwise), and prints the kit's
+models beside the ML-100K rows they publish (:data:`MSR_PUBLISHED`), with MAP both ways.
+``--ms-split`` alone is their splitter as it is now (rewritten in July 2022);
+``--ms-split before-2022`` is the one their code used from 2019 to July 2022, which made all
+their published rows but embdotbias's (the ``splitter`` column says which).
 """
 from __future__ import annotations
 
@@ -51,6 +62,27 @@ GRIDS = {
             dict(factors=256, learning_rate=0.05, regularization=0.01, iterations=40)],
 }
 RANKER_OBJECTIVES = ["lambdarank", "binary"]
+
+# Microsoft Recommenders' published ML-100K table (k = 10, their stratified split, seed 42):
+# README.md, section "Algorithm Comparison", of github.com/recommenders-team/recommenders at
+# commit b02c95e2b98b961f9943ce561bbb03f8dff2f41f (2025-09-29), produced by
+# examples/06_benchmarks/movielens.ipynb. Their MAP column is their ``map``: each user's
+# average precision divided by #relevant. ALS, SVD and embdotbias there predict ratings
+# (explicit feedback), which is why they rank poorly. "splitter": the version of their
+# python_stratified_split in use when the row entered the README (git log -S of each number):
+# every row but embdotbias's (2025-07-18) dates from 2019-04 to 2021-04, before the splitter
+# was rewritten (2022-07-27), so those rows were made on the before-2022 split.
+MSR_PUBLISHED = pd.DataFrame(
+    [("ALS (Spark, explicit)", 0.004732, 0.044239, 0.048462, 0.017796, "before-2022"),
+     ("BiVAE", 0.146126, 0.475077, 0.411771, 0.219145, "before-2022"),
+     ("BPR (cornac)", 0.132478, 0.441997, 0.388229, 0.212522, "before-2022"),
+     ("embdotbias", 0.018954, 0.117810, 0.104242, 0.042450, "current"),
+     ("LightGCN", 0.088526, 0.419846, 0.379626, 0.144336, "before-2022"),
+     ("NCF", 0.107720, 0.396118, 0.347296, 0.180775, "before-2022"),
+     ("SAR", 0.110591, 0.382461, 0.330753, 0.176385, "before-2022"),
+     ("SVD (surprise)", 0.012873, 0.095930, 0.091198, 0.032783, "before-2022")],
+    columns=["model", "map per #rel", f"ndcg@{10}", f"precision@{10}", f"recall@{10}",
+             "splitter"])
 
 
 def _configs(grid) -> list[dict]:
@@ -101,14 +133,29 @@ def make_ranker(params: dict, objective: str = "lambdarank"):
         n_candidates=100, objective=objective)
 
 
-def run_dataset(name: str, do_tune: bool = True, seed: int = 42) -> dict:
+def map_per_relevant(per_user: pd.DataFrame) -> float:
+    """Microsoft Recommenders' ``map`` (AP@k divided by #relevant) from the kit's per-user
+    ``map@k`` (AP@k divided by min(#relevant, k)): the same sum, rescaled per user (as
+    :func:`perso_kit.metrics.map_per_relevant_at_k` computes it from the hits)."""
+    n_rel = per_user["n_relevant"].to_numpy(dtype=float)
+    ap = per_user[f"map@{K}"].to_numpy(dtype=float)
+    return float((ap * n_rel.clip(max=K) / n_rel).mean())
+
+
+def run_dataset(name: str, do_tune: bool = True, seed: int = 42,
+                ms_split: str | None = None) -> dict:
     import perso_kit as pk
     from perso_kit.recommenders.ltr import candidate_recall
 
     ds = pk.load_dataset(name)
-    split = pk.split.random_per_user(ds, test_fraction=0.25, seed=seed)
+    if ms_split:
+        split = pk.split.msr_stratified(ds, ratio=0.75, seed=seed, filter_by="item",
+                                        before_2022=ms_split == "before-2022")
+    else:
+        split = pk.split.random_per_user(ds, test_fraction=0.25, seed=seed)
     tune_split = pk.split.random_per_user(split.train, test_fraction=0.2, seed=seed)
-    out = {"dataset": repr(ds), "split": split.description, "tuned": do_tune, "seed": seed}
+    out = {"dataset": repr(ds), "split": split.description, "tuned": do_tune, "seed": seed,
+           "splitter": ms_split}
 
     t0 = time.perf_counter()
     if do_tune:
@@ -128,11 +175,13 @@ def run_dataset(name: str, do_tune: bool = True, seed: int = 42) -> dict:
     models["LightGBM ranker"] = make_ranker(params, objective)
     for model_name, model in models.items():
         t1 = time.perf_counter()
-        table = pk.evaluate(model, split, k=K, progress=False)
+        table, per_user = pk.evaluate(model, split, k=K, progress=False,
+                                      return_per_user=True)
         seconds = time.perf_counter() - t1
         if model_name != "LightGBM ranker":
             classic_s += seconds
         row = table.iloc[0].to_dict()
+        row["map per #rel"] = map_per_relevant(per_user)
         row["model"] = model_name
         row["fit+eval s"] = seconds
         rows.append(row)
@@ -197,6 +246,24 @@ def print_report(res: dict, name: str) -> None:
         print("bars: " + "; ".join(checks))
 
 
+def print_beside_published(res: dict) -> None:
+    """The kit's rows and Microsoft Recommenders' published ML-100K rows in one table."""
+    kit = res["table"].rename(columns={f"map@{K}": "map per min(#rel,k)"})
+    kit = kit.assign(source="perso_kit, this run", splitter=res["splitter"])
+    theirs = MSR_PUBLISHED.assign(source="MS Recommenders, published")
+    theirs["map per min(#rel,k)"] = float("nan")
+    cols = ["source", "model", "splitter", f"precision@{K}", f"recall@{K}", f"ndcg@{K}",
+            "map per min(#rel,k)", "map per #rel"]
+    both = pd.concat([kit[cols], theirs[cols]], ignore_index=True)
+    print(f"\n### beside Microsoft Recommenders' published ML-100K table (README.md, "
+          "\"Algorithm Comparison\"; NaN: not published; a row is on the same split as the "
+          f"kit's when its splitter is {res['splitter']!r})")
+    print("map per min(#rel,k): AP@10 divided by min(#relevant, 10) (the kit's map@10, their "
+          "map_at_k); map per #rel: AP@10 divided by #relevant (their map, the MAP column "
+          "they publish)")
+    print(both.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
 METRICS = [f"ndcg@{K}", f"precision@{K}", f"recall@{K}", f"map@{K}"]
 
 
@@ -242,12 +309,23 @@ def main(argv=None) -> None:
     parser.add_argument("--no-tune", action="store_true", help="use the default hyperparameters")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44],
                         help="split seeds (each gets its own split, tuning and table)")
+    parser.add_argument("--ms-split", nargs="?", const="current", default=None,
+                        choices=["current", "before-2022"],
+                        help="Microsoft Recommenders' stratified split (75%% of each item's "
+                             "ratings for training; seed 42 unless --seeds is given), as their "
+                             "code does it now or did before July 2022, and their published "
+                             "ML-100K rows beside the kit's")
     args = parser.parse_args(argv)
+    if args.ms_split and parser.get_default("seeds") == args.seeds:
+        args.seeds = [42]
 
     print("# Classic collaborative filtering: the MovieLens benchmark protocol")
     print(f"date {datetime.date.today()}, {platform.platform()}, Python "
           f"{platform.python_version()}, {os.cpu_count()} cores")
-    print(f"protocol: every rating is a positive; random 25% of each user's ratings held out "
+    held_out = (f"Microsoft Recommenders' stratified split ({args.ms_split}), 25% of each "
+                "item's ratings held out" if args.ms_split
+                else "random 25% of each user's ratings held out")
+    print(f"protocol: every rating is a positive; {held_out} "
           f"for test (seeds {', '.join(map(str, args.seeds))}); top-{K} among items not "
           "rated in training; metrics "
           f"averaged over users with a test rating.")
@@ -263,8 +341,11 @@ def main(argv=None) -> None:
             continue
         results = []
         for seed in args.seeds:
-            results.append(run_dataset(name, do_tune=not args.no_tune, seed=seed))
+            results.append(run_dataset(name, do_tune=not args.no_tune, seed=seed,
+                                       ms_split=args.ms_split))
             print_report(results[-1], f"{name} (split seed {seed})")
+            if args.ms_split and name == "ml-100k":
+                print_beside_published(results[-1])
         print_seed_summary(results, name)
 
 

@@ -102,6 +102,25 @@ def map_at_k(hits, n_relevant) -> np.ndarray:
                      where=denom > 0)
 
 
+def map_per_relevant_at_k(hits, n_relevant) -> np.ndarray:
+    """Per-user AP@k divided by the number of relevant items (not by min(relevant, k)):
+    Microsoft Recommenders' ``map``, which the MAP column of their published benchmark table
+    reports. A user with more than k relevant items cannot reach 1, so the values are smaller
+    than :func:`map_at_k`'s; the two agree for users with at most k relevant items.
+
+    >>> hits = np.array([[True, False, True]])
+    >>> map_per_relevant_at_k(hits, np.array([4])).round(4).tolist()   # (1/1 + 2/3) / 4
+    [0.4167]
+    >>> map_at_k(hits, np.array([4])).round(4).tolist()                # (1/1 + 2/3) / 3
+    [0.5556]
+    """
+    hits, n_rel = _check(hits, n_relevant)
+    k = hits.shape[1]
+    prec_at_r = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
+    return np.divide((prec_at_r * hits).sum(1), n_rel, out=np.zeros(len(n_rel)),
+                     where=n_rel > 0)
+
+
 def mrr_at_k(hits, n_relevant) -> np.ndarray:
     """Per-user reciprocal rank of the first hit within the top k (0 if none)."""
     hits, _ = _check(hits, n_relevant)

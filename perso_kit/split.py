@@ -10,6 +10,8 @@ split                      what it holds out
 :func:`cold_start_users`   all interactions of a random set of users (new users)
 :func:`cold_start_items`   all interactions with a random set of items (new items)
 :func:`new_items`          the demo world's new releases: everything after its cutoff
+:func:`msr_stratified`     Microsoft Recommenders' stratified split, row for row (to set the
+                           kit's numbers beside their published table)
 =========================  ==================================================================
 
 All splits return a :class:`Split` of views of the same :class:`~perso_kit.data.Dataset`: the
@@ -270,3 +272,91 @@ def new_items(ds: Dataset) -> Split:
                  ds.with_interactions(ds.interactions[~before & is_new], "test"), None,
                  f"train before {pd.Timestamp(cutoff, unit='s').date()}; test: interactions "
                  f"with the {len(ds.meta['new_item_ids'])} items released after it")
+
+
+@never_both_sides
+def msr_stratified(ds: Dataset, ratio: float = 0.75, seed: int = 42,
+                   filter_by: str = "user", before_2022: bool = False) -> Split:
+    """The stratified split of Microsoft Recommenders (MSR), row for row: for the same data in
+    the same row order and the same ``seed``, the same ratings land in train and in test as
+    with their ``python_stratified_split(data, ratio, filter_by=filter_by, seed=seed)``.
+
+    Their procedure (``recommenders/datasets/python_splitters.py``), done here with the same
+    random numbers:
+
+    1. draw one uniform number per row, in the data's row order, from NumPy's legacy generator
+       seeded with ``seed`` (what ``np.random.seed(seed); np.random.rand(n)`` gives);
+    2. within each user (``filter_by="user"``) or each item (``filter_by="item"``), order the
+       rows by that number;
+    3. a group of ``n`` rows keeps its first ``round(ratio * n)`` rows for training, where
+       ``round`` rounds halves to even (pandas' rounding: ``round(2.5) = 2``,
+       ``round(1.5) = 2``); the rest is the test part.
+
+    A group of one row stays in training.
+
+    ``before_2022=True`` reproduces the splitter their code used from 2019 until July 2022
+    (when it was rewritten as above), which produced most rows of their published MovieLens
+    table: each group, in the data's row order, is shuffled by ``group.sample(frac=1,
+    random_state=seed)`` -- a fresh ``np.random.RandomState(seed).permutation(n)`` for every
+    group, so all groups of one size are shuffled alike -- and its first ``round(ratio * n)``
+    rows (halves to even) are for training.
+
+    Their MovieLens benchmark notebook calls it with ``ratio=0.75, filter_by="item"`` (75% of
+    each *movie's* ratings for training), and the
+    kit's :func:`random_per_user` is the per-user variant with its own random numbers; use
+    this function only to compare with their published numbers.
+
+    >>> from perso_kit import load_dataset
+    >>> msr_stratified(load_dataset("demo"), filter_by="item").description  # doctest: +ELLIPSIS
+    "Microsoft Recommenders' stratified split: 75% of each item's interactions for training..."
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (float, np.floating)):
+        raise ValueError(f"ratio is the training share, a float between 0 and 1, got {ratio!r} "
+                         "(a list of ratios, which their splitter also accepts, is not "
+                         "supported here)")
+    if not 0 < ratio < 1:
+        raise ValueError(f"ratio is the training share and must be between 0 and 1 "
+                         f"(exclusive), got {ratio}")
+    if filter_by not in ("user", "item"):
+        raise ValueError(f"filter_by must be 'user' or 'item', got {filter_by!r}")
+    if before_2022:
+        return _msr_stratified_before_2022(ds, ratio, int(seed), filter_by)
+    column = f"{filter_by}_id"
+    df = ds.interactions
+    draws = np.random.RandomState(int(seed)).rand(len(df))
+    # their sort: by the group column, then by the random number (ties between two random
+    # numbers do not happen in practice; lexsort is stable, as pandas' sort on two keys is)
+    order = np.lexsort((draws, df[column].to_numpy()))
+    groups = df[column].to_numpy()[order]
+    first = np.r_[True, groups[1:] != groups[:-1]]
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.r_[starts, len(groups)])
+    rank = np.arange(len(groups)) - np.repeat(starts, sizes) + 1          # 1, 2, ... per group
+    n_train = np.round(ratio * np.repeat(sizes, sizes))                  # halves to even
+    is_train = np.empty(len(df), dtype=bool)
+    is_train[order] = rank <= n_train
+    desc = (f"Microsoft Recommenders' stratified split: {ratio:.0%} of each {filter_by}'s "
+            f"interactions for training, the rest for test (seed {seed})")
+    return Split(ds.with_interactions(df[is_train], "train"),
+                 ds.with_interactions(df[~is_train], "test"), None, desc, int(seed))
+
+
+def _msr_stratified_before_2022(ds: Dataset, ratio: float, seed: int, filter_by: str) -> Split:
+    """:func:`msr_stratified` with ``before_2022=True``: shuffle each group with a freshly
+    seeded permutation, keep its first ``round(ratio * n)`` rows for training."""
+    df = ds.interactions
+    groups = pd.factorize(df[f"{filter_by}_id"])[0]
+    order = np.argsort(groups, kind="stable")            # each group's rows, in row order
+    sizes = np.bincount(groups)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    is_train = np.zeros(len(df), dtype=bool)
+    permutations: dict[int, np.ndarray] = {}
+    for start, n in zip(starts, sizes):
+        if n not in permutations:                        # what group.sample(frac=1) draws
+            permutations[n] = np.random.RandomState(seed).permutation(n)
+        rows = order[start:start + n][permutations[n]]
+        is_train[rows[:round(ratio * n)]] = True          # Python's round: halves to even
+    desc = (f"Microsoft Recommenders' stratified split as before 2022: {ratio:.0%} of each "
+            f"{filter_by}'s interactions for training, the rest for test (seed {seed})")
+    return Split(ds.with_interactions(df[is_train], "train"),
+                 ds.with_interactions(df[~is_train], "test"), None, desc, seed)
