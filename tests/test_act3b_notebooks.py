@@ -113,6 +113,27 @@ def test_nb07_ranker_mechanics(notebook_runs):
         for k in ("control", "follows-order", "invents-items", "promotes-popular")]
 
 
+
+def test_nb07_diversity_tradeoff_sends_no_new_call(notebook_runs):
+    """The MMR curves of section 7 re-rank the orders already returned: not one call more, and
+    lambda = 1 gives back exactly the retriever's and the zero-shot re-ranker's NDCG."""
+    run = notebook_runs("07_llm_as_ranker.ipynb")
+    assert run.status == "ok", run.error
+    rec = read_records(run.output)
+    assert rec["mmr_llm_new_calls"] == 0
+    assert rec["mmr_llm_lambdas"] == [1.0, 0.7, 0.5, 0.3, 0.0]
+    ndcg, ild = rec["mmr_llm_ndcg"], rec["mmr_llm_ild"]
+    als, llm = "ALS (retriever)", "LLM reranker (zero-shot)"
+    assert ndcg[als][0] == pytest.approx(rec["ndcg_retriever"], abs=1e-9)
+    assert ndcg[llm][0] == pytest.approx(rec["ndcg_zero_shot"], abs=1e-9)
+    for name in (als, llm):   # diversity rises as lambda falls, on both orders
+        assert all(b >= a - 1e-9 for a, b in zip(ild[name], ild[name][1:])), (name, ild)
+        assert ild[name][-1] > ild[name][0] + 0.15
+    # SMALL (8 users, top 5 of 10): the stand-in's order starts a little less varied than ALS's
+    assert ild[als] == pytest.approx([0.694, 0.769, 0.857, 0.910, 0.916], abs=0.02)
+    assert ild[llm] == pytest.approx([0.672, 0.728, 0.819, 0.899, 0.905], abs=0.02)
+    assert ild[llm][0] < ild[als][0]       # the prose: the stand-in's order is the least varied
+
 def test_nb08_explainer_mechanics(notebook_runs):
     run = notebook_runs("08_llm_as_explainer.ipynb")
     assert run.status == "ok", run.error
@@ -150,3 +171,81 @@ def test_nb08_explainer_mechanics(notebook_runs):
     assert 0.0 < rec["ex1_claims_shared"] < 1.0
     for key in ("top_driver_template", "top_driver_llm", "driver_precision_llm"):
         assert 0.0 <= rec[key] <= 1.0
+
+    # section 7, the judge (8 pairs at SMALL, 6 calls each: 16 ratings, 32 verdicts, all valid)
+    assert rec["judge_pairs"] == 8
+    assert (rec["ratings_asked"], rec["ratings_valid"]) == (16, 16)
+    assert (rec["pairwise_asked"], rec["pairwise_valid"]) == (32, 32)
+    # the stand-in judge (word overlap) does not pick the faithful text: at or below chance
+    assert rec["judge_agreement"] == pytest.approx(0.3, abs=0.1)
+    assert rec["judge_agreement_interval"][1] <= 0.5 + 1e-9
+    assert rec["judge_rank_correlation"] == pytest.approx(-0.66, abs=0.15)
+    # order plays no part in its rule; padding lowers its overlap share; it prefers the
+    # stand-in's texts beyond what the checks allow (as the prose says)
+    assert rec["judge_position"] == 0.0
+    assert rec["judge_verbosity"] == pytest.approx(-0.375, abs=0.1)
+    assert rec["judge_self_preference"] == pytest.approx(0.44, abs=0.1)
+    assert rec["judge_fires"] == {"agreement": False, "rank_correlation": False,
+                                  "position": False, "verbosity": True,
+                                  "self_preference": True}
+    # calibration: each bias probe fires on its planted judge, none on the control; the
+    # length-lover also moves self-preference (the confound the prose names)
+    fires = rec["judge_calibration_fires"]
+    assert fires["judge-prefers-first"]["position"] and fires["judge-prefers-longer"]["verbosity"]
+    assert fires["judge-prefers-own"]["self_preference"]
+    assert not any(fires["judge-control"][k] for k in ("position", "verbosity",
+                                                       "self_preference"))
+    assert fires["judge-control"]["agreement"] and fires["judge-control"]["rank_correlation"]
+    assert fires["judge-prefers-longer"]["self_preference"]
+    assert not fires["judge-prefers-first"]["verbosity"]
+    assert not fires["judge-prefers-own"]["position"]
+    assert not fires["judge-prefers-own"]["verbosity"]
+    assert rec["judge_proven"] == dict.fromkeys(
+        ("agreement", "rank_correlation", "position", "verbosity", "self_preference"), True)
+    values = rec["judge_calibration_value"]
+    assert values["judge-prefers-first"]["agreement"] == 0.5
+    assert values["judge-control"]["agreement"] == 1.0
+    # exercise 4's solution: 3 padding words leave the length-lover's verdicts unchanged
+    assert rec["ex4_verbosity_shift"] == {"3": 0.0, "12": pytest.approx(1.0, abs=0.05)}
+    assert rec["ex4_verbosity_fires"] == {"3": False, "12": True}
+    # the stand-in answered the explanations (1 + 24) and the judge (48); the planted judges
+    # are named as what they are
+    assert rec["llm_by_model"]["offline-stand-in"]["calls"] == 25 + 48
+    assert rec["llm_failed"] == 0
+    assert rec["llm_models"] == ["offline-stand-in"] + [
+        f"planted:{k} (scripted, not an LLM)" for k in
+        ("judge-control", "judge-prefers-first", "judge-prefers-longer", "judge-prefers-own")]
+
+
+def test_nb07_long_histories(notebook_runs):
+    """Section 10: three strategies fit a long history into 50, 150 and 400 tokens; each keeps
+    to its budget, all rank the same candidates, and the prose numbers (SMALL) hold."""
+    run = notebook_runs("07_llm_as_ranker.ipynb")
+    assert run.status == "ok", run.error
+    rec = read_records(run.output)
+    assert rec["hist_long_users"] == 285 and rec["hist_users"] == 8
+    assert rec["hist_budgets"] == [50, 150, 400]
+    assert rec["hist_calls"] == 8 * 3 * 3                # one call per user, strategy, budget
+    strategies = ("last-n", "summary", "retrieval")
+    for s in strategies:
+        used = rec["hist_history_tokens"][s]
+        assert all(b - 20 < t <= b for t, b in zip(used, rec["hist_budgets"])), (s, used)
+        tokens = rec["hist_tokens"][s]
+        assert tokens[0] < tokens[1] < tokens[2], (s, tokens)
+    # the prose: about 340, 440 and 680 tokens per user at SMALL
+    assert rec["hist_tokens"]["last-n"] == pytest.approx([342.5, 438.5, 681.1], abs=15)
+    # one hit among the 8 users: ALS ranks it 2nd of 5 (1/8 / log2(3)); last-N puts it first at
+    # every budget; the summary and retrieval push it down (the numbers the prose states)
+    assert rec["hist_ndcg_retriever"] == pytest.approx(1 / 8 / 1.5850, abs=1e-3)
+    assert rec["hist_ndcg"]["last-n"] == pytest.approx([0.125] * 3, abs=1e-3)
+    assert rec["hist_ndcg"]["summary"] == pytest.approx([0.079, 0.079, 0.048], abs=2e-3)
+    assert rec["hist_ndcg"]["retrieval"] == pytest.approx([0.054, 0.048, 0.048], abs=2e-3)
+    # "every vs_last_n interval contains 0 or ends at it"
+    for s in strategies:
+        for lo, hi in rec["hist_vs_last_n"][s]:
+            assert lo <= 0 <= hi, (s, lo, hi)
+    # exercise 5 (solution cell): retrieval's block comes closest to the held-out item, then
+    # last-N, then the summary
+    ex5 = rec["ex5_closest"]
+    assert ex5 == pytest.approx({"last-n": 0.463, "summary": 0.309, "retrieval": 0.485}, abs=0.01)
+    assert ex5["retrieval"] > ex5["last-n"] > ex5["summary"]

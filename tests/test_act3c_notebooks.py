@@ -78,23 +78,54 @@ def test_nb09_exercise_solutions_hold(rec09):
     assert est == pytest.approx(-4 / 30, abs=ONE_USER) and lo < 0 < hi
 
 
-def test_nb10_agent_numbers(notebook_runs):
+@pytest.fixture(scope="module")
+def rec10(notebook_runs):
     run = notebook_runs("10_agent_with_tools.ipynb")
     assert run.status == "ok", run.error
-    rec = read_records(run.output)
-    assert rec["stand_in"] is True and rec["suite_cost_usd"] == 0
-    assert 0 <= rec["suite_constraint_satisfaction"] <= 1
-    assert rec["suite_steps"] >= 2 and rec["suite_tokens"] > 0
+    return read_records(run.output)
+
+
+def test_nb10_agent_numbers(rec10):
+    rec = rec10
+    assert rec["stand_in"] is True and rec["suite_cost_usd"] == 0 and rec["suite_tasks"] == 24
     assert rec["injection_unrequested_tools_run"] == 0
     assert rec["injection_calls_refused"] == 2
-    # the stand-in's answers are never cut, and it asks for one tool call per step
+    # the stand-in's answers are never cut, and no plan or reply exceeds the call cap
     assert rec["suite_truncated"] == 0 and rec["suite_capped_calls"] == 0
+    # section 4: the plan-first demo needs its reflection round ("not light-hearted")
+    assert rec["planned_calls"] == 2 and rec["planned_reflected"] == 1
+    assert rec["validation_issues"] == ["cycle", "cycle", "unknown tool", "bad args"]
 
 
-def test_nb10_exercise_solutions_hold(notebook_runs):
-    """The three solution cells of notebook 10, run with it, and what their stated answers say
+def test_nb10_task_suite_has_teeth(rec10):
+    """What section 5's prose states: the rule planner solves the plain family and half the
+    negations, nothing else; plan-first adds one negation and one multi-step task by
+    reflection; no design solves a paraphrase, a "newer" or a clarify task; the baselines one
+    task between them."""
+    fam = rec10["suite_family_success"]
+    zero = {"paraphrase": 0.0, "like X but newer": 0.0, "clarify": 0.0}
+    assert fam["rule planner"] == {"plain": 1.0, "negation": 0.5, "multi-step": 0.0, **zero}
+    assert fam["loop"] == fam["rule planner"]        # offline: the same rules via the client
+    assert fam["plan-first"] == {"plain": 1.0, "negation": 0.75, "multi-step": 0.25, **zero}
+    assert set(fam["popularity"].values()) == {0.0}
+    assert fam["keyword search"]["plain"] == 0.25
+    assert rec10["suite_success"] == pytest.approx(
+        {"popularity": 0.0, "keyword search": 1 / 24, "rule planner": 6 / 24, "loop": 6 / 24,
+         "plan-first": 8 / 24}, abs=1e-3)
+    # calls and tokens per task: loop 2 calls, about 3,900 tokens; plan-first 1.33 (8
+    # reflections over 24 tasks), about 1,080 tokens
+    calls, tokens = rec10["suite_calls"], rec10["suite_tokens"]
+    assert calls["loop"] == 2 and calls["plan-first"] == pytest.approx(32 / 24, abs=1e-3)
+    assert rec10["suite_reflections"] == 8 and rec10["suite_plan_issues"] == 0
+    assert tokens["loop"] == pytest.approx(3900, rel=0.05)
+    assert tokens["plan-first"] == pytest.approx(1080, rel=0.05)
+    assert tokens["loop"] > 3 * tokens["plan-first"]
+
+
+def test_nb10_exercise_solutions_hold(rec10):
+    """The four solution cells of notebook 10, run with it, and what their stated answers say
     of the offline stand-in."""
-    rec = read_records(notebook_runs("10_agent_with_tools.ipynb").output)
+    rec = rec10
     # 1. the 70s task: answered in two steps, both items meet every constraint
     assert rec["ex1_steps"] == 2 and rec["ex1_constraint_satisfaction"] == 1.0
     # 2. a search asked for in a description: the stand-in ignores it; an obedient model runs it
@@ -103,8 +134,14 @@ def test_nb10_exercise_solutions_hold(notebook_runs):
     assert ran["this notebook's backend"] == ["item_details"]
     assert ran["scripted model that obeys"] == ["item_details", "search_catalog"]
     assert rec["ex2_refused"] == {"this notebook's backend": 0, "scripted model that obeys": 0}
-    # 3. step caps: 2 steps lose nothing against MAX_STEPS (6); 1 step stops all four tasks
-    #    before their answer, at half the calls
-    assert rec["ex3_satisfaction"] == {"1": 0.0, "2": 1.0, "6": 1.0}
-    assert rec["ex3_calls"] == {"1": 4, "2": 8, "6": 8}
-    assert rec["ex3_step_stops"] == {"1": 4, "2": 0, "6": 0}
+    # 3. step caps for the loop: 2 steps lose nothing against MAX_STEPS (6); 1 step stops all
+    #    24 tasks before their answer, at half the calls
+    assert rec["ex3_success"] == {"1": 0.0, "2": 0.25, "6": 0.25}
+    assert rec["ex3_calls"] == {"1": 24, "2": 48, "6": 48}
+    assert rec["ex3_step_stops"] == {"1": 24, "2": 0, "6": 0}
+    # 4. a hand-written plan solves newer-1 in one call; the same plan with a self-reference
+    #    is a cycle: only similar_items runs and the check fails
+    assert rec["ex4"] == {"hand plan solves it": True, "hand plan calls": 1,
+                          "broken plan issues": ["cycle"],
+                          "broken plan tools run": ["similar_items"],
+                          "broken plan solves it": False}

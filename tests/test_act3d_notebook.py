@@ -141,3 +141,37 @@ def test_exercise_solutions_hold(rec):
     assert rec["ex3_hit_presented"] == pytest.approx(0.3)
     assert abs(rec["ex3_hit_presented"] - 0.5) < 2.5 * np.sqrt(0.25 / 10)
     assert rec["hit_sampled_with_answer"] > rec["ex3_hit_presented"] + 0.3
+
+
+def test_fairness_probe_and_exposure(rec):
+    """Section 7: the stand-in's lists move under no statement (no attribute word is in a
+    title or genre); the planted bias fires for its attribute only, the planted control
+    nowhere; exposure shares of the popularity bands as the prose says (SMALL: 10 users)."""
+    assert rec["fair_users"] == 10 and rec["fair_not_ok"] == 0
+    assert rec["fair_list_change"] == {"gender": 0.0, "age": 0.0, "nationality": 0.0,
+                                       "control: weekday": 0.0}
+    assert rec["fair_fires"] == []
+    assert rec["fair_planted_fires"] == {"reverses on 'woman'": ["gender"], "control": []}
+    band = rec["exposure_by_band"]
+    assert band["catalog"]["head"] == pytest.approx(113 / 1800)     # 6% of the items
+    assert band["Popularity"]["head"] == 1.0 and band["ItemKNN"]["head"] == 1.0
+    assert band["EASE"]["head"] == pytest.approx(0.86, abs=0.02)
+    assert band["LLM reranker (zero-shot)"]["head"] == pytest.approx(0.77, abs=0.02)
+    assert rec["exposure_candidates_by_band"]["head"] == pytest.approx(0.815, abs=0.02)
+    for m, shares in band.items():
+        assert sum(shares.values()) == pytest.approx(1.0), m
+    # the exercise: a planted ranker reacting to "Japan" fires for nationality alone, with a
+    # list change of 0.5 (one of its two statements names Japan)
+    assert rec["ex_fair_japan_fires"] == ["nationality"]
+    assert rec["ex_fair_japan_change"] == pytest.approx(0.5)
+
+
+def test_fairness_section_figure_and_cells():
+    """The fairness figure says who answered, the section comes before the closing recording
+    and summary, and its exercise has a solution cell."""
+    cells = json.loads((Path(__file__).parents[1] / "notebooks" / NB).read_text())["cells"]
+    ids = [c.get("id") for c in cells]
+    figure = "".join(cells[ids.index("fair-11-figure")]["source"])
+    assert "plot_list_change(" in figure and "who=llm" in figure
+    assert ids.index("fair-11-intro") < ids.index("db791b3b") < ids.index("08a2d363")
+    assert "solution" in cells[ids.index("fair-11-solution")]["metadata"].get("tags", [])
