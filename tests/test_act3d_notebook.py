@@ -1,4 +1,4 @@
-"""Notebook 11 (the challenges of LLM personalization): the numbers it records, and the claims
+"""Notebook 12 (the challenges of LLM personalization): the numbers it records, and the claims
 of its prose and of its exercise solutions (SMALL: 10 evaluated users, offline stand-in)."""
 import json
 from pathlib import Path
@@ -10,7 +10,7 @@ from perso_kit import costs
 from perso_kit.llm.pricing import PriceTable
 from perso_kit.report import read_records
 
-NB = "11_challenges_of_llm_personalization.ipynb"
+NB = "12_challenges_of_llm_personalization.ipynb"
 pytestmark = pytest.mark.notebook
 
 

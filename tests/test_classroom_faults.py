@@ -1,5 +1,5 @@
 """A class's faults, planted: recordings of the offline stand-in, partial recordings replayed
-through notebooks 07 and 11, notebook 11 on MovieLens, and an API key that must reach the
+through notebooks 07 and 12, notebook 12 on MovieLens, and an API key that must reach the
 server and nothing else.
 
 Each check is proven both ways: the fault is planted and the check fires; a clean control stays
@@ -119,8 +119,8 @@ def partial_recording(folder: Path) -> Path:
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("number", ["07", "11"])
-def test_a_partial_recording_stops_07_and_11_with_the_replay_miss_message(number, tmp_path):
+@pytest.mark.parametrize("number", ["07", "12"])
+def test_a_partial_recording_stops_07_and_12_with_the_replay_miss_message(number, tmp_path):
     path = next(NOTEBOOKS.glob(f"{number}_*.ipynb"))
     rec = partial_recording(tmp_path)
     with environment(PERSO_KIT_LLM_BACKEND="replay", PERSO_KIT_LLM_REPLAY=str(rec)):
@@ -176,11 +176,11 @@ def test_a_conversation_on_the_demo_world_still_says_mood_and_runtime(demo):
 
 @pytest.mark.notebook
 @pytest.mark.movielens
-def test_notebook_11_runs_on_ml_100k_at_small_size(tmp_path):
+def test_notebook_12_runs_on_ml_100k_at_small_size(tmp_path):
     folder = movielens_dir()
     if folder is None or not ((folder / "ml-100k").is_dir() or (folder / "ml-100k.zip").is_file()):
         pytest.skip("set PERSO_KIT_DATA_DIR to a folder with the real ml-100k files")
-    path = next(NOTEBOOKS.glob("11_*.ipynb"))
+    path = next(NOTEBOOKS.glob("12_*.ipynb"))
     with environment(PERSO_KIT_LLM_BACKEND="offline"):
         run = run_notebook(path, tmp_path, {"DATASET": "ml-100k", "SMALL": True})
     assert run.status == "ok", run.error

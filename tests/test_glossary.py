@@ -143,7 +143,7 @@ def test_the_syllabus_is_linked_from_the_readme_and_00():
     assert any("../docs/SYLLABUS.md" in s for s in start)
 
 
-@pytest.mark.parametrize("number", ("04", "06", "11"))
+@pytest.mark.parametrize("number", ("04", "06", "12"))
 def test_the_heavy_notebooks_have_the_stopping_point_the_syllabus_names(number):
     path = next(p for p in notebooks(NOTEBOOK_DIR) if p.name.startswith(number))
     stops = [s for s in _notebook_markdown()[path.name]

@@ -238,15 +238,15 @@ def test_what_08_says_of_the_recorded_model():
     assert r["judge_self_preference"] == "nan" or math.isnan(r["judge_self_preference"])
 
 
-def test_what_11_says_of_the_recorded_model():
-    r = _rec("11")
+def test_what_12_says_of_the_recorded_model():
+    r = _rec("12")
     assert r["users_by_target"]["all"] == 6 and r["memo_titles"] == 10
     scores = {m: v["all"] for m, v in r["ndcg_by_target"].items()}
     assert scores.pop("ItemKNN") > 0 and set(scores.values()) == {0.0}
     assert r["users_by_target"] == {"all": 6, "cold: new release": 5, "warm: older item": 1}
     assert (r["top3_first"], r["top3_last"]) == (1.0, 0.0)
     assert r["memo_completed_share"] == 0.0
-    calls = _model_calls("11")
+    calls = _model_calls("12")
     assert 5.5 <= calls["calls"] / calls["truncated"] <= 6.5        # about one in six
     # the fairness probe: no list moved, nothing fired, 18 of 32 answers fell back
     assert r["fair_users"] == 4 and r["fair_fires"] == [] and r["fair_not_ok"] == 18

@@ -8,7 +8,7 @@ from __future__ import annotations
 from . import challenges  # noqa: F401  (notebook 04)
 from . import classic  # noqa: F401  (notebooks 01-03)
 from . import content  # noqa: F401  (notebook 06)
-from . import costs  # noqa: F401  (notebook 11)
+from . import costs  # noqa: F401  (notebook 12)
 from . import llm_roles  # noqa: F401  (notebooks 07 and 08)
 from .style import MODEL_COLORS, color, finish, new_figure, stamp, who_answered
 

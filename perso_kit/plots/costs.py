@@ -1,4 +1,4 @@
-"""Figures of the cost lesson (notebook 11): the quality/cost frontier and cost at scale.
+"""Figures of the cost lesson (notebook 12): the quality/cost frontier and cost at scale.
 
 >>> import pandas as pd
 >>> t = pd.DataFrame({"ndcg@10": [0.1, 0.2], "cost_per_million_users_usd": [0.0, 300.0],
