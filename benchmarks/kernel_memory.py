@@ -28,7 +28,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDING = REPO / "data" / "recordings" / "smollm2-135m.sqlite"
-ACT3 = ("05", "06", "07", "08", "09", "10", "12")
+ACT3 = ("05", "06", "07", "08", "09", "10", "11", "12")
 
 
 def peak_rss_mb(number: str, out_dir: Path) -> dict:

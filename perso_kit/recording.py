@@ -38,7 +38,7 @@ from .config import SHIPPED_DATA_DIR, environment
 RECORDING_DIR = SHIPPED_DATA_DIR / "recordings"
 DEFAULT_RECORDING = "smollm2-135m"
 #: the notebooks a recording covers (Act 3)
-ACT3 = ("05", "06", "07", "08", "09", "10", "12")
+ACT3 = ("05", "06", "07", "08", "09", "10", "11", "12")
 
 
 def recording_path(name: str = DEFAULT_RECORDING, folder: str | Path | None = None) -> Path:

@@ -89,10 +89,11 @@ def test_text_features_with_their_interval_and_offline_costs_nothing(rec):
     assert hi > 0.02
     assert rec["genre_precision"] == pytest.approx(0.891, abs=0.02)
     assert rec["genre_recall"] == pytest.approx(1.0, abs=0.01)
-    assert rec["lesson_llm_calls"] == 305     # 300 attribute requests, 3 profiles, 2 embeddings
+    # 300 attribute requests, 3 profiles, 2 embeddings, 10 relation requests
+    assert rec["lesson_llm_calls"] == 315
     assert rec["lesson_llm_cost_usd"] == 0.0
     # the whole run, exercises included (exercise 3 writes 200 more profiles)
-    assert rec["llm_calls"] == 505 and rec["llm_failed"] == 0
+    assert rec["llm_calls"] == 515 and rec["llm_failed"] == 0
 
 
 def test_summary_keeps_every_row_of_the_cold_start_table(run, rec):
@@ -155,3 +156,29 @@ def test_nb05_exercise_solutions_hold(notebook_runs):
     # 3. 2000 answer tokens at gpt-4o-mini prices cannot fit $0.001: refused before sending
     assert rec["ex3_worst_usd"] == pytest.approx(0.00122, abs=0.00002)
     assert rec["ex3_error_kind"] == "budget"
+
+
+def test_relations_on_invented_titles_confirm_nothing_and_unchecked_links_cost_at_weight_1(rec):
+    """Section 6 at SMALL (10 neighbourhoods, the stand-in): the prose's counts, the confirmed
+    model equal to item-kNN, and exercise 4's stated answer."""
+    assert (rec["relation_requests"], rec["relation_failed"]) == (10, 0)
+    assert rec["relation_proposed"] == 79
+    assert (rec["relation_confirmed"], rec["relation_unverifiable"], rec["relation_contradicted"],
+            rec["relation_unknown_title"]) == (0, 73, 0, 6)
+    assert rec["relation_links"] == {"+ confirmed relations": 0,
+                                     "+ all proposed (unchecked)": 24}
+    assert rec["relation_diff_confirmed"] == [0.0, 0.0, 0.0]       # no link: item-kNN itself
+    est, lo, hi = rec["relation_diff_all"]
+    assert est == pytest.approx(0.001, abs=0.001) and lo < 0 < hi   # within noise
+    assert rec["relation_ndcg"]["ItemKNN"] == pytest.approx(0.315, abs=0.005)
+    d4 = rec["ex4_diff"]
+    assert d4["confirmed (w=1.0)"] == [0.0, 0.0, 0.0]
+    est, lo, hi = d4["all proposed (w=1.0)"]                         # a real loss at weight 1
+    assert est == pytest.approx(-0.008, abs=0.002) and hi < 0
+
+
+def test_relation_figure_says_who_answered():
+    cells = json.loads((Path(__file__).parents[1] / "notebooks" / NB).read_text())["cells"]
+    drawing = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"
+               and "relation_checks(" in "".join(c["source"])]
+    assert len(drawing) == 1 and "who=llm" in drawing[0]

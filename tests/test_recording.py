@@ -238,6 +238,21 @@ def test_what_08_says_of_the_recorded_model():
     assert r["judge_self_preference"] == "nan" or math.isnan(r["judge_self_preference"])
 
 
+def test_what_11_says_of_the_recorded_model():
+    r = _rec("11")
+    assert r["n_users"] == 16 and r["failed_llm"] == 2 and r["call_ok_llm"] == 14 / 16
+    calls = _model_calls("11")
+    assert (calls["calls"], calls["truncated"], calls["invalid_json"]) == (17, 2, 2)
+    assert r["grounded_llm"] == pytest.approx(3 / 14) and r["invented_llm"] == 13
+    assert r["facts_per_text_llm"] == pytest.approx(36 / 14)
+    assert r["grounded_template"] == 1.0 and r["leak_free_llm"] == 1.0 and r["leaks_llm"] == 0
+    assert r["gap_llm"] == pytest.approx(0.19, abs=0.005)
+    assert r["gap_template"] == pytest.approx(0.20, abs=0.005)
+    lo, hi = r["gap_llm_interval"]
+    assert (lo, hi) == pytest.approx((-0.06, 0.43), abs=0.005) and not r["personalized_llm"]
+    assert r["gap_template_interval"][0] > 0
+
+
 def test_what_12_says_of_the_recorded_model():
     r = _rec("12")
     assert r["users_by_target"]["all"] == 6 and r["memo_titles"] == 10
@@ -264,6 +279,13 @@ def test_what_06_says_of_the_recorded_model():
     for diff in (r["ex3_diff_train"], r["ex3_diff_leak"]):
         assert diff[1] < 0 <= diff[2]                 # each interval reaches 0
     assert any("vectorizer" in m for m in r["llm_models"])
+    # relations among invented titles: 17 proposed, 15 naming no catalog film, none confirmed
+    assert (r["relation_requests"], r["relation_failed"], r["relation_proposed"]) == (10, 0, 17)
+    assert (r["relation_confirmed"], r["relation_unverifiable"], r["relation_contradicted"],
+            r["relation_unknown_title"]) == (0, 1, 1, 15)
+    assert r["relation_links"]["+ all proposed (unchecked)"] == 2
+    est, lo, hi = r["relation_diff_all"]
+    assert round(est, 4) == -0.0002 and (round(lo, 4), round(hi, 4)) == (-0.0010, 0.0005)
 
 
 def test_what_09_says_of_the_recorded_model():

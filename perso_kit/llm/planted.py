@@ -54,6 +54,11 @@ What they understand (anything else gets HTTP 400, which the client reports as a
 of :mod:`perso_kit.roles.judge` (:data:`JUDGE_KINDS`): one always prefers the explanation shown
 first, one the longer text, one the texts it is told it wrote (a planted oracle), and a clean
 control that judges by the statements the prompt's own lines contradict.
+
+**Planted writers.** :func:`planted_writer` answers the digest prompts of
+:mod:`perso_kit.roles.content` (:data:`WRITER_KINDS`): a clean control that copies the prompt's
+facts, one that invents a year and a film, one that writes the same text for everyone, one that
+names a held-out film it is told (a planted oracle), and one that answers prose instead of JSON.
 """
 from __future__ import annotations
 
@@ -109,6 +114,18 @@ position=1)]
         out.append(Candidate(int(raw) if raw.isdigit() else raw,
                              _GENRES.sub("", m.group(2)).strip(), len(out)))
     return out
+
+
+def user_prompt(body: dict) -> str:
+    """The text of a chat request's user messages, one per line (what a planted model reads)."""
+    return "\n".join(m.get("content") or "" for m in body.get("messages") or []
+                     if m.get("role") == "user" and isinstance(m.get("content"), str))
+
+
+def schema_name(body: dict) -> str:
+    """The name of the JSON schema a chat request asks for ("" when it asks for none)."""
+    fmt = body.get("response_format") or {}
+    return (fmt.get("json_schema") or {}).get("name") or ""
 
 
 def invented_title(*seed) -> str:
@@ -186,9 +203,7 @@ class PlantedModel(InProcessServer):
                                                      "created": 0, "owned_by": "perso-kit"}]}
         if not path.endswith("/chat/completions"):
             return 404, {"error": {"message": f"a planted model has no endpoint {path}"}}
-        msgs = body.get("messages") or []
-        prompt = "\n".join(m.get("content") or "" for m in msgs
-                           if m.get("role") == "user" and isinstance(m.get("content"), str))
+        prompt = user_prompt(body)
         cands = parse_candidates(prompt)
         if not cands:
             return 400, {"error": {"message": "a planted model answers only prompts with "
@@ -210,12 +225,13 @@ class PlantedModel(InProcessServer):
             n = max(1, min(int(m.group(1)) if m else 5, 20))
             titles = self.answer_titles(self.order(cands), n, rid)
             text = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(titles))
-        return 200, self.completion(text, rid, msgs, body, fmt)
+        return 200, self.completion(text, rid, body)
 
-    def completion(self, text: str, rid: int, msgs: list, body: dict, fmt) -> dict:
-        """The chat-completion body that carries ``text``, with token counts estimated the
-        way the kit estimates them (a scripted model has no tokenizer)."""
-        prompt_tokens = estimate_prompt_tokens(msgs, body.get("tools"), fmt or None)
+    def completion(self, text: str, rid: int, body: dict) -> dict:
+        """The chat-completion body that answers request ``body`` with ``text``, with token
+        counts estimated the way the kit estimates them (a scripted model has no tokenizer)."""
+        prompt_tokens = estimate_prompt_tokens(body.get("messages") or [], body.get("tools"),
+                                               body.get("response_format") or None)
         completion_tokens = estimate_tokens(text)
         return {
             "id": f"planted-{rid:016x}", "object": "chat.completion", "created": 0,
@@ -414,11 +430,8 @@ class PlantedJudge(PlantedModel):
         from ..roles.judge import parse_judge_prompt
         with self._lock:
             self.requests += 1
-        msgs = body.get("messages") or []
-        prompt = "\n".join(m.get("content") or "" for m in msgs
-                           if m.get("role") == "user" and isinstance(m.get("content"), str))
-        fmt = body.get("response_format") or {}
-        name = ((fmt.get("json_schema") or {}).get("name") or "")
+        prompt = user_prompt(body)
+        name = schema_name(body)
         parsed = parse_judge_prompt(prompt)
         texts = parsed["texts"]
         if name == "judge_pairwise" and "A" in texts and "B" in texts:
@@ -431,7 +444,7 @@ class PlantedJudge(PlantedModel):
                                    "type": "invalid_request_error"}}
         text = json.dumps(answer)
         rid = _hash("request", self.seed, json.dumps(body, sort_keys=True, default=str))
-        return 200, self.completion(text, rid, msgs, body, fmt)
+        return 200, self.completion(text, rid, body)
 
 
 class JudgePrefersFirst(PlantedJudge):
@@ -551,9 +564,7 @@ class SwapsOnAttribute(Control):
         self.description = f"reverses its order when the prompt says {self.trigger!r}"
 
     def handle(self, path: str, body: dict) -> tuple[int, dict]:
-        msgs = body.get("messages") or []
-        prompt = "\n".join(m.get("content") or "" for m in msgs
-                           if m.get("role") == "user" and isinstance(m.get("content"), str))
+        prompt = user_prompt(body)
         self._triggered.on = bool(self._pattern.search(prompt))
         return super().handle(path, body)
 
@@ -581,6 +592,240 @@ def planted_attribute_llm(trigger: str = "woman", seed: int = 0, **kw):
     True
     """
     model = SwapsOnAttribute(trigger, seed)
+    llm = model.llm(**kw)
+    llm.planted = model
+    return llm
+
+
+# ------------------------------------------------------------------------------ planted writers
+#: the planted digest writers of :mod:`perso_kit.roles.content` (see :func:`planted_writer`)
+WRITER_KINDS = ("writer-control", "writer-invents", "writer-same-for-everyone",
+                "writer-leaks", "writer-malformed")
+
+#: the one text :class:`WriterSameForEveryone` writes (it states no fact, so it is grounded)
+SAME_DIGEST = "Here is your selection for this week, picked for you. Enjoy your evenings!"
+
+
+class PlantedWriter(PlantedModel):
+    """A scripted digest writer for the prompts of :mod:`perso_kit.roles.content` (the
+    ``personal_digest`` schema). The base class is the **clean control**: the extractive
+    digest of the prompt's own facts (:func:`~perso_kit.roles.content.extractive_digest`),
+    so every fact is true, the text follows the user's inputs and names nothing else.
+    Subclasses plant one failure each. Not language models."""
+
+    kind = "writer-control"
+    description = "copies the prompt's facts into a digest (the clean control)"
+
+    def write(self, prompt: str, rid: int) -> str | None:
+        """The digest text for one prompt (None: the prompt is not a digest prompt)."""
+        from ..roles.content import extractive_digest
+
+        return extractive_digest(prompt)
+
+    def answer(self, text: str) -> str:
+        """The message content carrying ``text`` (JSON, as the schema asks)."""
+        return json.dumps({"digest": text})
+
+    def handle(self, path: str, body: dict) -> tuple[int, dict]:
+        with self._lock:
+            self.requests += 1
+        if not path.endswith("/chat/completions"):
+            return 404, {"error": {"message": f"a planted writer has no endpoint {path}"}}
+        prompt = user_prompt(body)
+        rid = _hash("request", self.seed, json.dumps(body, sort_keys=True, default=str))
+        text = self.write(prompt, rid)
+        if text is None:
+            return 400, {"error": {"message": "a planted writer answers only digest prompts",
+                                   "type": "invalid_request_error"}}
+        return 200, self.completion(self.answer(text), rid, body)
+
+
+class WriterInvents(PlantedWriter):
+    """The control's digest with two invented facts in every text: the first pick's year
+    moved by 3, and one more sentence recommending a film that exists in no catalog
+    (:func:`invented_title`)."""
+
+    kind = "writer-invents"
+    description = "states a wrong year and a film that does not exist"
+
+    def write(self, prompt: str, rid: int) -> str | None:
+        text = super().write(prompt, rid)
+        if text is None:
+            return None
+        from ..roles.content import parse_digest_prompt
+
+        first = parse_digest_prompt(prompt)[1][0]["title"]
+        m = re.search(r"\((\d{4})\)$", first)
+        if m:
+            text = text.replace(first, first[:m.start()] + f"({int(m.group(1)) + 3})", 1)
+        return text + f" Also new this week: {invented_title(rid)}."
+
+
+class WriterSameForEveryone(PlantedWriter):
+    """Writes :data:`SAME_DIGEST` for every user: no fact, no leak, no personalization."""
+
+    kind = "writer-same-for-everyone"
+    description = "writes the same text for everyone"
+
+    def write(self, prompt: str, rid: int) -> str | None:
+        return SAME_DIGEST if super().write(prompt, rid) is not None else None
+
+
+class WriterLeaks(PlantedWriter):
+    """The control's digest plus a sentence naming a title it was *told*: ``leaks`` maps a
+    prompt's history, its titles joined by ``" | "`` oldest first (:func:`history_key`), to a
+    title to name (built from held-out items: a **planted oracle**, since a prompt holds no
+    held-out item). Prompts whose history is not in ``leaks`` get the control's text."""
+
+    kind = "writer-leaks"
+    description = "names a held-out item it was told (a planted oracle)"
+
+    def __init__(self, leaks, seed: int = 0):
+        super().__init__(seed)
+        self.leaks = {str(k): str(v) for k, v in dict(leaks).items()}
+
+    def write(self, prompt: str, rid: int) -> str | None:
+        text = super().write(prompt, rid)
+        from ..roles.content import parse_digest_prompt
+
+        hist = parse_digest_prompt(prompt)[0]
+        key = history_key(t for t, _ in hist)
+        if text is None or key not in self.leaks:
+            return text
+        return text + f" You will also love {self.leaks[key]}."
+
+
+def history_key(titles) -> str:
+    """The key of a history for :class:`WriterLeaks`: its titles, oldest first, joined by
+    ``" | "`` (e.g. ``" | ".join(train.history(u, n=10)["title"])``)."""
+    return " | ".join(str(t).strip() for t in titles)
+
+
+class WriterMalformed(PlantedWriter):
+    """Answers every digest prompt with prose instead of the JSON asked for: each call fails
+    (``invalid_json``), which a batch must count, not crash on."""
+
+    kind = "writer-malformed"
+    description = "answers in prose, not the JSON asked for"
+
+    def answer(self, text: str) -> str:
+        return "Sure! Here is the digest you asked for: " + text
+
+
+def planted_writer(kind: str, leaks=None, seed: int = 0, **kw):
+    """An :class:`~perso_kit.llm.LLM` client answered by the planted writer of ``kind`` (one
+    of :data:`WRITER_KINDS`); ``leaks`` (``{history_key(history titles): title to name}``,
+    see :func:`history_key`) is required
+    for ``"writer-leaks"``. The model object is ``llm.planted``.
+
+    >>> llm = planted_writer("writer-same-for-everyone")
+    >>> llm.model
+    'planted:writer-same-for-everyone (scripted, not an LLM)'
+    """
+    classes = {"writer-control": PlantedWriter, "writer-invents": WriterInvents,
+               "writer-same-for-everyone": WriterSameForEveryone,
+               "writer-malformed": WriterMalformed}
+    if kind == "writer-leaks":
+        if leaks is None:
+            raise ValueError("'writer-leaks' is a planted oracle: pass leaks={history_key("
+                             "history titles): held-out title}; a prompt holds no held-out item")
+        model = WriterLeaks(leaks, seed)
+    elif kind in classes:
+        model = classes[kind](seed)
+    else:
+        raise ValueError(f"kind must be one of {WRITER_KINDS}, got {kind!r}")
+    llm = model.llm(**kw)
+    llm.planted = model
+    return llm
+
+
+# ------------------------------------------------------------------------------ planted relations
+#: the planted models of the relation checker (:mod:`perso_kit.roles.relations`), see
+#: :func:`planted_relations_llm`
+RELATION_KINDS = ("false-relations", "relations-control")
+_LISTED_TITLE = re.compile(r"^- (.+\((\d{4})\))\s*$", re.M)
+
+
+class ProposesFalseRelations(PlantedModel):
+    """Answers the relation prompt (an ``item_relations`` JSON schema, films listed as
+    ``- Title (year)`` lines) with relations the catalog contradicts or cannot hold: for each
+    two consecutive listed films of different years, the *older* one ``sequel_of`` the newer
+    (a sequel released before its original: contradicted), and one ``sequel_of`` naming a film
+    that exists in no catalog (:func:`invented_title`: an unknown title). The checker must count
+    none of them confirmed. Anything else gets HTTP 400."""
+
+    kind = "false-relations"
+    description = "proposes sequels older than their originals, and a film that does not exist"
+
+    def relations(self, listed: list[tuple[str, int]], request_id: int) -> list[dict]:
+        out = [{"a": invented_title(request_id), "relation": "sequel_of",
+                "b": listed[0][0], "detail": ""}] if listed else []
+        for (ta, ya), (tb, yb) in zip(listed, listed[1:]):
+            if ya != yb:
+                older, newer = (ta, tb) if ya < yb else (tb, ta)
+                out.append({"a": older, "relation": "sequel_of", "b": newer, "detail": ""})
+        return out[:8]
+
+    def handle(self, path: str, body: dict) -> tuple[int, dict]:
+        if not path.endswith("/chat/completions"):
+            return super().handle(path, body)
+        with self._lock:
+            self.requests += 1
+        prompt = user_prompt(body)
+        name = schema_name(body)
+        listed = [(t, int(y)) for t, y in _LISTED_TITLE.findall(prompt)]
+        if name != "item_relations" or not listed:
+            return 400, {"error": {"message": "a planted relation model answers only the "
+                                              "relation prompt of perso_kit.roles.relations",
+                                   "type": "invalid_request_error"}}
+        rid = _hash("request", self.seed, json.dumps(body, sort_keys=True, default=str))
+        text = json.dumps({"relations": self.relations(listed, rid)})
+        return 200, self.completion(text, rid, body)
+
+
+class RelationsControl(ProposesFalseRelations):
+    """The clean control of the relation checker, a **planted oracle**: it is handed relations
+    read from the catalog itself (:func:`~perso_kit.roles.relations.catalog_relations`: a
+    table with ``a, relation, b, detail``) and answers, for each prompt, those whose two films
+    are both listed in it. Every one of them is true of the catalog, so the checker must count
+    them all confirmed."""
+
+    kind = "relations-control"
+    description = "answers relations read from the catalog (the clean control)"
+
+    def __init__(self, relations, seed: int = 0):
+        super().__init__(seed)
+        self.table = [dict(a=str(r["a"]), relation=str(r["relation"]), b=str(r["b"]),
+                           detail=str(r.get("detail", "") or ""))
+                      for r in (relations.to_dict("records") if hasattr(relations, "to_dict")
+                                else relations)]
+
+    def relations(self, listed: list[tuple[str, int]], request_id: int) -> list[dict]:
+        shown = {t for t, _ in listed}
+        return [r for r in self.table if r["a"] in shown and r["b"] in shown][:8]
+
+
+def planted_relations_llm(kind: str, relations=None, seed: int = 0, **kw):
+    """An :class:`~perso_kit.llm.LLM` client answered by a planted relation model of ``kind``
+    (one of :data:`RELATION_KINDS`); ``relations`` is required for ``"relations-control"``;
+    ``kw`` go to :func:`~perso_kit.llm.get_llm`. The model object is ``llm.planted``.
+
+    >>> llm = planted_relations_llm("false-relations")
+    >>> from perso_kit.roles.relations import RELATION_SCHEMA, relation_messages
+    >>> r = llm.chat(relation_messages(["Alien (1979)", "Aliens (1986)"]),
+    ...              json_schema=RELATION_SCHEMA)
+    >>> [(x["a"], x["b"]) for x in r.data["relations"]][1]
+    ('Alien (1979)', 'Aliens (1986)')
+    """
+    if kind == "false-relations":
+        model = ProposesFalseRelations(seed)
+    elif kind == "relations-control":
+        if relations is None:
+            raise ValueError("'relations-control' is a planted oracle: pass relations= (e.g. "
+                             "catalog_relations(items, groups))")
+        model = RelationsControl(relations, seed)
+    else:
+        raise ValueError(f"kind must be one of {RELATION_KINDS}, got {kind!r}")
     llm = model.llm(**kw)
     llm.planted = model
     return llm

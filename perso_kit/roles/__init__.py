@@ -5,6 +5,8 @@ module              role
 ==================  ===========================================================================
 ``knowledge``       the LLM as a knowledge base: structured item attributes, user profiles in
                     words, checked against the catalog
+``relations``       the LLM as a knowledge base of relations: item-item links (sequels,
+                    franchises, themes) checked against the catalog, then added to item-kNN
 ``interpreter``     the LLM as a content interpreter: item and profile text turned into vectors;
                     a content recommender and a hybrid with collaborative filtering
 ``ranker``          the LLM as a ranker (re-ranking candidates)
