@@ -3,8 +3,8 @@
 The repository keeps these files where the course and its tests use them, at the top level; an
 installed kit finds them inside the package:
 
-- ``data/demo_vocabulary.json``, ``data/llm_prices.csv``, ``data/agent_tasks.json`` and
-  ``data/recordings/`` go to
+- ``data/demo_vocabulary.json``, ``data/llm_prices.csv``, ``data/agent_tasks.json``,
+  ``data/recordings/`` and ``data/benchmarks/*.json`` (measured tables a notebook shows) go to
   ``perso_kit/_data/`` (where ``perso_kit.config.SHIPPED_DATA_DIR`` looks when no checkout is
   beside the package);
 - the notebooks ``notebooks/NN_*.ipynb`` go to ``perso_kit/_notebooks/`` (where
@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 #: (folder in the repository, patterns inside it, folder inside the package)
 SHIPPED = [
     ("data", ["demo_vocabulary.json", "llm_prices.csv", "agent_tasks.json", "recordings/*.json",
-              "recordings/*.sqlite"], "_data"),
+              "recordings/*.sqlite", "benchmarks/*.json"], "_data"),
     ("notebooks", ["[0-9][0-9]_*.ipynb"], "_notebooks"),
     ("docs", ["*.md"], "_docs"),
 ]

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     tour.add_argument("--out", default=None, help="output folder (default build/tour)")
     tour.add_argument("--no-html", action="store_true", help="skip the HTML pages")
     fetch = sub.add_parser("fetch", help="download and verify a MovieLens data set")
-    fetch.add_argument("name", help="ml-100k, ml-1m or ml-latest-small")
+    fetch.add_argument("name", help="ml-100k, ml-1m, ml-latest-small, ml-20m or ml-25m")
     local = sub.add_parser("local-llm", help="start (or stop) a local model server")
     local.add_argument("--model", default=None,
                        help="a preset name or a .gguf path (default: PERSO_KIT_LOCAL_MODEL, "

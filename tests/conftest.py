@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,21 +41,39 @@ def demo(demo_world):
 
 @pytest.fixture(scope="session")
 def notebook_runs(tmp_path_factory):
-    """Execute a notebook at most once per session (small parameters); returns its run."""
+    """Execute a notebook at most once per test run (small parameters); returns its run.
+
+    With several workers (pytest-xdist, ``-n 2``), the workers share one folder of executed
+    notebooks: the first worker that needs a notebook runs it while holding a lock on it, and
+    any other worker waits for that lock and then reads the stored result.
+    """
+    from filelock import FileLock
+
+    from perso_kit.config import environment
     from perso_kit.tour import run_notebook
 
-    out_dir = tmp_path_factory.mktemp("executed")
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the folder all workers of this run share
+    out_dir = base / "executed"
+    out_dir.mkdir(exist_ok=True)
     cache: dict = {}
 
     def run(name: str, **parameters):
         key = (name, tuple(sorted(parameters.items())))
         if key not in cache:
-            params = {"SMALL": True, **parameters}
-            # A planted key sits in the kernel's environment (the offline backend is chosen
-            # explicitly): test_notebooks.py checks that it reaches no output.
-            from perso_kit.config import environment
-            with environment(OPENAI_API_KEY=PLANTED_KEY, PERSO_KIT_LLM_BACKEND="offline"):
-                cache[key] = run_notebook(NOTEBOOKS / name, out_dir / str(len(cache)), params)
+            slug = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+            stored = out_dir / f"{slug}.pickle"
+            with FileLock(f"{stored}.lock"):
+                if stored.exists():
+                    cache[key] = pickle.loads(stored.read_bytes())
+                else:
+                    params = {"SMALL": True, **parameters}
+                    # A planted key sits in the kernel's environment (the offline backend is
+                    # chosen explicitly): test_notebooks.py checks that it reaches no output.
+                    with environment(OPENAI_API_KEY=PLANTED_KEY, PERSO_KIT_LLM_BACKEND="offline"):
+                        cache[key] = run_notebook(NOTEBOOKS / name, out_dir / slug, params)
+                    stored.write_bytes(pickle.dumps(cache[key]))
         return cache[key]
 
     return run

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import socket
 import threading
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -597,3 +598,153 @@ def test_fetch_offline_prints_one_clean_message(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr()
     assert out.err.startswith("error: could not reach") and "Traceback" not in out.err + out.out
     assert "PERSO_KIT_DATA_DIR" in out.err and out.out == ""
+
+
+# ------------------------------------------------------------------------------ ml-20m, ml-25m
+LARGE_RATINGS = ("userId,movieId,rating,timestamp\n"
+                 "1,296,5.0,1147880044\n1,306,3.5,1147868817\n2,296,0.5,789652009\n"
+                 "162541,209171,3.0,1574327703\n")
+LARGE_MOVIES = ("movieId,title,genres\n"
+                "296,Pulp Fiction (1994),Comedy|Crime|Drama|Thriller\n"
+                '306,"Three Colors: Red (Trois couleurs: Rouge) (1994)",Drama\n'
+                "209171,Women of Devil's Island (1962),Action|Adventure|Drama\n"
+                "209169,A Girl Thing (2001),(no genres listed)\n")
+LARGE_LINKS = "movieId,imdbId,tmdbId\n296,0110912,680\n306,0111495,110\n"
+
+
+def large_release(name: str, folder: Path, ratings: str = LARGE_RATINGS,
+                  as_zip: bool = True) -> Path:
+    """A tiny ml-20m/ml-25m with GroupLens's layout (``<name>/ratings.csv`` ...), zipped or
+    extracted in ``folder``; the extra files of the real zips (tags, genome) are there too."""
+    files = {"ratings.csv": ratings, "movies.csv": LARGE_MOVIES, "links.csv": LARGE_LINKS,
+             "tags.csv": "userId,movieId,tag,timestamp\n1,296,cult,1147880044\n",
+             "genome-scores.csv": "movieId,tagId,relevance\n296,1,0.25\n",
+             "genome-tags.csv": "tagId,tag\n1,007\n", "README.txt": "Summary\n"}
+    folder.mkdir(parents=True, exist_ok=True)
+    if not as_zip:
+        for file, text in files.items():
+            (folder / name).mkdir(exist_ok=True)
+            (folder / name / file).write_text(text, encoding="utf-8")
+        return folder / name
+    path = folder / f"{name}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{name}/", "")
+        for file, text in files.items():
+            z.writestr(f"{name}/{file}", text)
+    return path
+
+
+def test_the_large_releases_have_grouplens_md5s_and_both_sources(monkeypatch):
+    assert ml.RELEASES["ml-20m"][0] == "cd245b17a1ae2cc31bb14903e1204af3"
+    assert ml.RELEASES["ml-25m"][0] == "6b51fb2759a8657d3bfcbfc42b592ada"
+    monkeypatch.setattr(ml, "MIRRORS", (ml.MIRROR_URL,))     # as shipped (off in other tests)
+    for name in ("ml-20m", "ml-25m"):
+        assert ml.download_urls(name) == [
+            f"https://files.grouplens.org/datasets/movielens/{name}.zip",
+            f"https://web.archive.org/web/2024id_/https://files.grouplens.org/datasets/"
+            f"movielens/{name}.zip"]
+    assert "ml-25m" in __import__("perso_kit.data", fromlist=["DATASETS"]).DATASETS
+
+
+@pytest.mark.parametrize("name", ["ml-20m", "ml-25m"])
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_a_large_release_loads_by_name_with_lean_columns(name, as_zip, tmp_path):
+    large_release(name, tmp_path / "data", as_zip=as_zip)
+    with pytest.warns(UserWarning, match="MD5 differs") if as_zip else _no_warning():
+        ds = load_dataset(name, data_dir=tmp_path / "data", cache_dir=tmp_path / "c",
+                          download=False)
+    inter = ds.interactions
+    assert inter.values.tolist() == [[1, 296, 5.0, 1147880044], [1, 306, 3.5, 1147868817],
+                                     [2, 296, 0.5, 789652009], [162541, 209171, 3.0, 1574327703]]
+    assert [str(t) for t in inter.dtypes] == ["int32", "int32", "float32", "int64"]
+    it = ds.items.set_index("item_id")
+    assert it.index.tolist() == [296, 306, 209171, 209169]
+    assert it.loc[306, "title"] == "Three Colors: Red (Trois couleurs: Rouge) (1994)"
+    assert it.loc[306, "year"] == 1994 and it.loc[209169, "genres"] == ()
+    assert it.loc[296, "imdb_url"] == "https://www.imdb.com/title/tt0110912/"
+    assert ds.users["user_id"].tolist() == [1, 2, 162541]
+    assert ds.meta["rating_scale"] == (0.5, 5.0) and ds.name == name
+    assert ds.meta["url"] == f"https://files.grouplens.org/datasets/movielens/{name}.zip"
+
+
+class _no_warning:
+    def __enter__(self):
+        self.w = warnings.catch_warnings()
+        self.w.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc):
+        self.w.__exit__(*exc)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda t: t + "3,4,not-a-rating,5\n",
+     r"ratings\.csv, line 6: field 3 \('not-a-rating'\) is not a number"),
+    (lambda t: t + "3,4,4.0\n", r"ratings\.csv, line 6: 3 fields where 4 belong"),
+    (lambda t: t.replace("\n", "\n7,8,4.0,5,extra\n", 1),
+     r"ratings\.csv, line 2: 5 fields where 4 belong: '7,8,4.0,5,extra'"),
+    (lambda t: t + "3,4,,5\n", r"ratings\.csv, line 6: field 3 \(''\) is not a number"),
+    (lambda t: t.replace("userId", "user"), r"ratings\.csv, line 1: the header is "
+                                            r"'user,movieId,rating,timestamp'"),
+    (lambda t: "", r"ratings\.csv is empty"),
+])
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_a_malformed_large_ratings_file_names_file_and_line(change, expected, as_zip, tmp_path):
+    where = large_release("ml-25m", tmp_path / "data", ratings=change(LARGE_RATINGS),
+                          as_zip=as_zip)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)            # the zip's MD5 differs
+        with pytest.raises(ml.DataFileError, match=expected) as err:
+            ml.load_movielens("ml-25m", data_dir=tmp_path / "data", cache_dir=tmp_path / "c",
+                              download=False)
+    msg = str(err.value)
+    assert (f"{where}:ml-25m/ratings.csv" if as_zip else str(where / "ratings.csv")) in msg
+    assert "ml-25m.zip (MD5 6b51fb2759a8657d3bfcbfc42b592ada)" in msg
+
+
+def test_a_damaged_member_of_a_large_zip_is_named(tmp_path):
+    path = large_release("ml-20m", tmp_path / "data", ratings=LARGE_RATINGS * 400)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("ml-20m/ratings.csv")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for k in range(start + 20, start + 60):                     # inside the compressed bytes
+        data[k] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(ml.DataFileError,
+                           match=r"ml-20m\.zip:ml-20m/ratings\.csv is damaged inside") as err:
+            ml.load_movielens("ml-20m", data_dir=tmp_path / "data", cache_dir=tmp_path / "c",
+                              download=False)
+    assert "cd245b17a1ae2cc31bb14903e1204af3" in str(err.value)
+
+
+def test_a_large_release_downloads_checked_like_the_others(tmp_path, monkeypatch):
+    """The download path is the same: a good file is kept, a wrong MD5 leaves nothing."""
+    srv = Server()
+    try:
+        body = large_release("ml-25m", tmp_path / "src").read_bytes()
+        srv.files["ml-25m.zip"] = (body, "good")
+        monkeypatch.setattr(ml, "BASE_URL", srv.url)
+        monkeypatch.setitem(ml.RELEASES, "ml-25m", (hashlib.md5(body).hexdigest(),
+                                                    ml.RELEASES["ml-25m"][1]))
+        ds = ml.load_movielens("ml-25m", cache_dir=tmp_path / "good")
+        assert ds.n_interactions == 4 and srv.requests == ["/ml-25m.zip"]
+        assert cache_files(tmp_path / "good") == ["ml-25m.zip"]
+        monkeypatch.setitem(ml.RELEASES, "ml-25m", ("6b51fb2759a8657d3bfcbfc42b592ada",
+                                                    ml.RELEASES["ml-25m"][1]))
+        with pytest.raises(ml.DownloadError, match="expected 6b51fb2759a8657d3bfcbfc42b592ada"):
+            ml.load_movielens("ml-25m", cache_dir=tmp_path / "bad")
+        assert cache_files(tmp_path / "bad") == []
+    finally:
+        srv.close()
+
+
+@pytest.mark.movielens
+@pytest.mark.parametrize("name, shape", [("ml-20m", (138_493, 27_278, 20_000_263)),
+                                         ("ml-25m", (162_541, 62_423, 25_000_095))])
+def test_real_large_release(name, shape):
+    ds = real(name)
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == shape
+    assert ds.interactions["rating"].between(0.5, 5).all()

@@ -321,7 +321,7 @@ def test_every_notebook_installs_the_kit_first_where_it_is_missing():
     pytest.importorskip("IPython")
     assert BINDER_REPO == "perso-kit/perso-kit"
     sources = {p.name: first_code_cell(p) for p in course_notebooks()}
-    assert len(sources) == 12
+    assert len(sources) == 14
     for name, source in sources.items():
         assert INSTALL_LINE in source, name
         assert len(source.splitlines()) <= 5, name

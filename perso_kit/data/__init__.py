@@ -8,11 +8,14 @@ DATASETS = {
     "ml-100k": "MovieLens 100K (GroupLens): 943 users, 1,682 movies, 100,000 ratings",
     "ml-1m": "MovieLens 1M (GroupLens): 6,040 users, 3,706 rated movies, 1,000,209 ratings",
     "ml-latest-small": "MovieLens latest-small (GroupLens): 610 users, 9,742 movies, 100,836 ratings",
+    "ml-20m": "MovieLens 20M (GroupLens): 138,493 users, 27,278 movies, 20,000,263 ratings",
+    "ml-25m": "MovieLens 25M (GroupLens): 162,541 users, 62,423 movies, 25,000,095 ratings",
 }
 
 
 def load_dataset(name: str | None = None, **kwargs) -> Dataset:
-    """Load a dataset by name: ``"demo"`` (default), ``"ml-100k"``, ``"ml-1m"``, ``"ml-latest-small"``.
+    """Load a dataset by name: ``"demo"`` (default), ``"ml-100k"``, ``"ml-1m"``,
+    ``"ml-latest-small"``, ``"ml-20m"``, ``"ml-25m"``.
 
     The demo world is generated on the spot (seeded; ``seed=`` and size arguments pass through to
     :func:`perso_kit.data.demo.make_world`). MovieLens is read from ``PERSO_KIT_DATA_DIR`` if it

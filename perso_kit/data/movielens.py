@@ -1,6 +1,6 @@
 """Real MovieLens data sets (GroupLens): find, download, verify and parse them into a Dataset.
 
-Three releases are supported, each in its own file format:
+Five releases are supported, in three file formats:
 
 ===================  =========================================================================
 ``ml-100k``          943 users, 1,682 movies, 100,000 ratings 1-5 (1997-98). Tab-separated
@@ -10,7 +10,18 @@ Three releases are supported, each in its own file format:
                      ``::``-separated ``ratings.dat``, ``movies.dat`` (Latin-1), ``users.dat``.
 ``ml-latest-small``  610 users, 9,742 movies (9,724 rated), 100,836 ratings 0.5-5 (1996-2018).
                      CSV ``ratings.csv``, ``movies.csv`` (UTF-8), ``links.csv`` (IMDb/TMDB ids).
+``ml-20m``           138,493 users, 27,278 movies (26,744 rated), 20,000,263 ratings 0.5-5
+                     (1995-2015). The same CSV files as ml-latest-small (tags and the tag
+                     genome are in the zip too; they are not read).
+``ml-25m``           162,541 users, 62,423 movies (59,047 rated), 25,000,095 ratings 0.5-5
+                     (1995-2019). The same CSV files (a 262 MB zip, 261,978,986 bytes).
 ===================  =========================================================================
+
+The two large releases are parsed lean: ``ratings.csv`` is streamed straight from the zip into
+pandas' C parser with 32-bit ids and ratings (about 20 bytes a rating in the table: some 500 MB
+for ml-25m, never the whole text in memory). Measured on a synthetic ``ratings.csv`` of ml-25m's
+size (25,000,095 lines, 688 MB, in an extracted folder; ``benchmarks/movielens_parse.py``):
+21 CPU seconds and a peak of 2.2 GB for the whole process; a laptop with 8 GB holds it, though not every model (see notebook 13).
 
 Where the files come from, first match wins:
 
@@ -38,9 +49,9 @@ Zips are read directly, without extracting them.
 expected encoding raise :class:`DataFileError`: one message naming the file, the line (where there
 is one) and the fix. Encodings are detected: ml-100k and ml-1m are published in Latin-1, but
 UTF-8 copies circulate, so a file that is valid UTF-8 with non-ASCII characters is read as UTF-8
-(Latin-1 text with accents is practically never valid UTF-8); ml-latest-small is UTF-8 only.
+(Latin-1 text with accents is practically never valid UTF-8); the CSV releases are UTF-8 only.
 
-Choices the loaders make, the same for the three releases:
+Choices the loaders make, the same for every release:
 
 * ``items`` is the whole catalog, rated or not (ml-1m and ml-latest-small list movies nobody
   rated).
@@ -55,7 +66,9 @@ Choices the loaders make, the same for the three releases:
 * ``users``: ml-100k has ``age`` (years), ``gender``, ``occupation``, ``zip`` (a string: zip codes
   keep leading zeros and some are Canadian); ml-1m has ``gender``, ``age`` (the lower bound of an
   age group: 1 means under 18, 56 means 56 and over), ``occupation`` (named from the README's
-  codes) and ``zip``; ml-latest-small has no user table, so ``users`` are the users who rated.
+  codes) and ``zip``; the CSV releases have no user table, so ``users`` are the users who
+  rated.
+* ml-20m and ml-25m keep ``user_id`` and ``item_id`` as 32-bit integers (the others: 64-bit).
 
 MovieLens may be used for research and teaching but not redistributed; cite F. Maxwell Harper
 and Joseph A. Konstan, "The MovieLens Datasets: History and Context", ACM TiiS 5(4), 2015.
@@ -104,7 +117,13 @@ RELEASES = {
     "ml-100k": ("0e33842e24a9c977be4e0107933c0723", ("u.data", "u.item", "u.user")),
     "ml-1m": ("c4d9eecfca2ab87c1945afe126590906", ("ratings.dat", "movies.dat", "users.dat")),
     "ml-latest-small": ("31a303aabbc519bd33d025e44d6c2570", ("ratings.csv", "movies.csv")),
+    "ml-20m": ("cd245b17a1ae2cc31bb14903e1204af3", ("ratings.csv", "movies.csv")),
+    "ml-25m": ("6b51fb2759a8657d3bfcbfc42b592ada", ("ratings.csv", "movies.csv")),
 }
+#: the releases whose ratings are streamed into 32-bit columns (see the module docstring)
+LARGE = ("ml-20m", "ml-25m")
+#: the releases rated in half stars
+HALF_STARS = ("ml-latest-small", "ml-20m", "ml-25m")
 
 ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                  "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
@@ -123,6 +142,10 @@ DESCRIPTIONS = {
              "gave movies on movielens.org in 2000, with the users' age group and occupation.",
     "ml-latest-small": "MovieLens latest-small (GroupLens Research): ratings 0.5-5 that 610 users "
                        "gave 9,742 movies on movielens.org between 1996 and 2018.",
+    "ml-20m": "MovieLens 20M (GroupLens Research): 20,000,263 ratings 0.5-5 that 138,493 users "
+              "gave 26,744 movies on movielens.org between 1995 and 2015.",
+    "ml-25m": "MovieLens 25M (GroupLens Research): 25,000,095 ratings 0.5-5 that 162,541 users "
+              "gave 59,047 movies on movielens.org between 1995 and 2019.",
 }
 
 _YEAR = r".*\((\d{4})(?:\s*[-–]\s*\d{0,4})?\)"  # the last "(1995)" or "(2006–2007)" in a title
@@ -144,8 +167,8 @@ def load_movielens(name: str, data_dir=None, cache_dir=None, download: bool = Tr
 
     Parameters
     ----------
-    name : {"ml-100k", "ml-1m", "ml-latest-small"}
-        Which release.
+    name : {"ml-100k", "ml-1m", "ml-latest-small", "ml-20m", "ml-25m"}
+        Which release (the last two are large: see the module docstring).
     data_dir : str or Path, optional
         A folder holding the extracted folder or the zip; defaults to ``PERSO_KIT_DATA_DIR``.
     cache_dir : str or Path, optional
@@ -175,8 +198,8 @@ def load_movielens(name: str, data_dir=None, cache_dir=None, download: bool = Tr
         elif name == "ml-1m":
             interactions, items, users = _parse_1m(source)
         else:
-            interactions, items, users = _parse_latest(source)
-    scale = (0.5, 5.0) if name == "ml-latest-small" else (1.0, 5.0)
+            interactions, items, users = _parse_latest(source, lean=name in LARGE)
+    scale = (0.5, 5.0) if name in HALF_STARS else (1.0, 5.0)
     meta = {"source": str(source.path), "url": f"{BASE_URL}{name}.zip", "rating_scale": scale}
     return make_dataset(name, interactions, items, users, description=DESCRIPTIONS[name],
                         meta=meta)
@@ -483,6 +506,23 @@ class _Source:
                                     f"the file as UTF-8, or {self.fix()[5:]}") from None
         return data.decode(encoding)
 
+    def stream(self, file: str) -> IO[bytes]:
+        """The file's bytes as a stream (from the zip, decompressed as it is read)."""
+        if self.zip is None:
+            try:
+                return open(self.path / file, "rb")
+            except FileNotFoundError:
+                raise DataFileError(f"{self.path} has no {file}. {self.fix()}") from None
+        if file not in self.members:
+            raise DataFileError(f"{self.path} has no {file}; is it the right MovieLens zip? "
+                                f"{self.fix()}")
+        return self.zip.open(self.members[file])
+
+    def lines(self, file: str):
+        """The file's lines, streamed as UTF-8 text (undecodable bytes replaced)."""
+        with self.stream(file) as raw:
+            yield from io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+
     def open(self, file: str, encoding: str = "latin-1") -> io.StringIO:
         return io.StringIO(self.text(file, encoding))
 
@@ -501,9 +541,10 @@ class _Source:
         except (ValueError, TypeError, OverflowError) as e:  # ParserError is a ValueError
             raise self.bad_line(file, text, sep, names, dtype, header, e) from None
 
-    def bad_line(self, file: str, text: str, sep: str, names, dtype, header, error
+    def bad_line(self, file: str, text, sep: str, names, dtype, header, error
                  ) -> DataFileError:
-        """The error naming the first line of ``text`` that does not fit ``names``/``dtype``."""
+        """The error naming the first line of ``text`` (a string or its lines) that does not
+        fit ``names``/``dtype``."""
         found = _first_bad_line(text, sep, names, dtype, skip=0 if header is None else 1)
         if found is None:
             return DataFileError(f"{self.where(file)} cannot be read ({error}). {self.fix()}")
@@ -512,10 +553,11 @@ class _Source:
                              f"{self.fix()} (Or correct that line.)")
 
 
-def _first_bad_line(text: str, sep: str, names, dtype, skip: int = 0
+def _first_bad_line(text, sep: str, names, dtype, skip: int = 0
                     ) -> tuple[int, str, str] | None:
     r"""``(line number, line, what is wrong)`` of the first line with the wrong number of fields
-    or a non-number where a number belongs; None when every line looks right.
+    or a non-number where a number belongs; None when every line looks right. ``text`` is the
+    file's text or an iterable of its lines (a stream, for files too large to hold as text).
 
     >>> _first_bad_line("1\t2\n3\tx\n", "\t", ["a", "b"], {"a": int, "b": int})
     (2, '3\tx', "field 2 ('x') is not a number")
@@ -523,7 +565,9 @@ def _first_bad_line(text: str, sep: str, names, dtype, skip: int = 0
     numeric = [] if not isinstance(dtype, dict) else [
         names.index(k) if k in names else k for k, t in dtype.items()
         if t is not str and (not isinstance(t, str) or t != "str")]
-    for number, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines() if isinstance(text, str) else text
+    for number, line in enumerate(lines, start=1):
+        line = line.rstrip("\r\n")
         if number <= skip or not line.strip():
             continue
         fields = line.split(sep)
@@ -611,9 +655,45 @@ def _parse_1m(source: _Source):
     return inter, items.reset_index(drop=True), users
 
 
-def _parse_latest(source: _Source):
-    inter = source.table("ratings.csv", list(_INTERACTION_DTYPES), _INTERACTION_DTYPES,
-                         sep=",", encoding="utf-8", header=0)
+_CSV_RATINGS = {"userId": np.int32, "movieId": np.int32, "rating": np.float32,
+                "timestamp": np.int64}
+
+
+def _lean_ratings(source: _Source, file: str = "ratings.csv") -> pd.DataFrame:
+    """``ratings.csv`` of a large release, streamed into 32-bit columns by pandas' C parser.
+
+    The header must be GroupLens's (``userId,movieId,rating,timestamp``). A line with the wrong
+    number of fields or a non-number is found by a second, streaming pass and named in the error.
+    """
+    names = list(_INTERACTION_DTYPES)
+    try:
+        with source.stream(file) as raw, warnings.catch_warnings():
+            # a first data line with an extra field would otherwise be read as an index
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            inter = pd.read_csv(raw, header=0, dtype=_CSV_RATINGS, na_filter=False,
+                                index_col=False, engine="c", encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise DataFileError(f"{source.where(file)} is empty. {source.fix()}") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise DataFileError(f"{source.where(file)} is damaged inside the zip ({e}). "
+                            f"{source.fix()}") from None
+    except (ValueError, TypeError, OverflowError, pd.errors.ParserWarning) as e:
+        raise source.bad_line(file, source.lines(file), ",", names, _INTERACTION_DTYPES, 0,
+                              e) from None
+    if list(inter.columns) != list(_CSV_RATINGS):
+        raise DataFileError(f"{source.where(file)}, line 1: the header is "
+                            f"{','.join(map(str, inter.columns))[:100]!r}, expected "
+                            f"'{','.join(_CSV_RATINGS)}'. {source.fix()}")
+    inter.columns = names
+    return inter
+
+
+def _parse_latest(source: _Source, lean: bool = False):
+    if lean:
+        inter = _lean_ratings(source)
+    else:
+        inter = source.table("ratings.csv", list(_INTERACTION_DTYPES), _INTERACTION_DTYPES,
+                             sep=",", encoding="utf-8", header=0)
     text = source.text("movies.csv", "utf-8")
     try:  # titles are quoted when they hold commas: the csv module's quoting rules
         items = pd.read_csv(io.StringIO(text), keep_default_na=False,
@@ -639,4 +719,4 @@ def _parse_latest(source: _Source):
 __all__ = ["load_movielens", "find_movielens", "download_movielens", "download_urls",
            "DownloadError",
            "DataFileError",
-           "RELEASES", "BASE_URL", "MIRROR_URL"]
+           "RELEASES", "LARGE", "BASE_URL", "MIRROR_URL"]
