@@ -11,11 +11,20 @@ of ``classic_movielens.py``), then the ranker is fitted and scored:
 
 Fit seconds are CPU (``time.process_time``, all threads of this process) and wall
 (``time.perf_counter``) of ``TwoStageRanker.fit`` alone; then the mean over the seeds. Ranker
-settings are given as ``--set name=value`` (values parsed as JSON, e.g. ``--set n_rounds=3``).
+settings are given as ``--set name=value`` (values parsed as JSON, e.g. ``--set n_rounds=3``),
+or as a preset (``--preset lean``: :meth:`TwoStageRanker.lean`). LightGBM is imported before
+the first fit, so no fit pays for the import.
+
+``--grid FILE`` tries several settings in one run and prints one table row per setting (mean
++/- sample std of NDCG@10 over the seeds, mean fit CPU-s): FILE is a JSON list of objects
+``{"label": "...", "set": {...}}`` (optionally ``"preset": "lean"`` and ``"als_threads": 1``).
+``--als-threads`` sets the ALS retriever's threads (0, the default: all cores; ALS gives the
+same factors with any number of threads, only the time changes).
 
     PERSO_KIT_DATA_DIR=/path/with/movielens nice python benchmarks/ranker_speed.py
     python benchmarks/ranker_speed.py --dataset demo --seeds 42
     python benchmarks/ranker_speed.py --on validation --set num_leaves=31 --params /tmp/p.json
+    python benchmarks/ranker_speed.py --on validation --grid settings.json --params /tmp/p.json
 """
 from __future__ import annotations
 
@@ -49,21 +58,24 @@ def tuned_params(ds, seed: int) -> dict:
     return {name: params[name] for name in TUNED}
 
 
-def make_ranker(params: dict, settings: dict):
+def make_ranker(params: dict, settings: dict, preset: str | None = None, als_threads: int = 0):
     from perso_kit.recommenders import ALS, EASE, ItemKNN, Popularity, TwoStageRanker
-    return TwoStageRanker(
-        retrievers={"ALS": ALS(**params["ALS"]), "EASE": EASE(**params["EASE"])},
+    build = TwoStageRanker if preset is None else getattr(TwoStageRanker, preset)
+    return build(
+        retrievers={"ALS": ALS(**params["ALS"], num_threads=als_threads),
+                    "EASE": EASE(**params["EASE"])},
         scorers={"ItemKNN": ItemKNN(**params["ItemKNN"]), "Popularity": Popularity()},
         n_candidates=100, show_progress=False, **settings)
 
 
-def measure(ds, seed: int, params: dict, settings: dict, on: str) -> dict:
+def measure(ds, seed: int, params: dict, settings: dict, on: str, preset: str | None = None,
+            als_threads: int = 0) -> dict:
     import perso_kit as pk
 
     split = pk.split.random_per_user(ds, test_fraction=0.25, seed=seed)
     if on == "validation":
         split = pk.split.random_per_user(split.train, test_fraction=0.2, seed=seed)
-    ranker = make_ranker(params, settings)
+    ranker = make_ranker(params, settings, preset, als_threads)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     ranker.fit(split.train)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
@@ -81,8 +93,13 @@ def main(argv=None) -> None:
     parser.add_argument("--on", choices=["test", "validation"], default="test")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a TwoStageRanker argument (value parsed as JSON)")
+    parser.add_argument("--preset", help="a TwoStageRanker classmethod, e.g. lean")
+    parser.add_argument("--als-threads", type=int, default=0,
+                        help="threads of the ALS retriever (0: all cores)")
+    parser.add_argument("--grid", help="JSON list of settings to try (see the docstring)")
     parser.add_argument("--params", help="JSON file caching the tuned settings per seed")
     args = parser.parse_args(argv)
+    import lightgbm  # noqa: F401  (imported here, so that no fit pays for the import)
     import pandas as pd
     import perso_kit as pk
 
@@ -101,9 +118,7 @@ def main(argv=None) -> None:
           f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
           f"{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")
-    print(f"ranker settings: {settings or 'the defaults'}")
     ds = pk.load_dataset(args.dataset)
-    rows = []
     for seed in args.seeds:
         key = f"{args.dataset}:{seed}"
         if key not in cache:
@@ -111,7 +126,31 @@ def main(argv=None) -> None:
             if args.params:
                 with open(args.params, "w") as f:
                     json.dump(cache, f, indent=1)
-        row = measure(ds, seed, cache[key], settings, args.on)
+    if args.grid:
+        with open(args.grid) as f:
+            grid = json.load(f)
+        print(f"| settings | fit CPU-s (per seed) | fit wall s | trees | NDCG@{K} ({args.on}) |")
+        print("| --- | --- | --- | --- | --- |")
+        for entry in grid:
+            rows = [measure(ds, seed, cache[f"{args.dataset}:{seed}"], entry.get("set", {}),
+                            args.on, entry.get("preset"), entry.get("als_threads", 0))
+                    for seed in args.seeds]
+            t = pd.DataFrame(rows)
+            nd = t[f"ndcg@{K}"]
+            print(f"| {entry.get('label', entry)} | {t['fit_cpu_s'].mean():.1f} ("
+                  + ", ".join(f"{c:.1f}" for c in t["fit_cpu_s"]) + f") | "
+                  f"{t['fit_wall_s'].mean():.1f} | " + ", ".join(map(str, t["trees"])) + " | "
+                  f"{nd.mean():.4f} +/- {nd.std(ddof=1) if len(nd) > 1 else 0:.4f} "
+                  f"({', '.join(f'{v:.4f}' for v in nd)}) |", flush=True)
+        print(f"load {os.getloadavg()[0]:.1f}")
+        return
+    print(f"ranker settings: {settings or 'the defaults'}"
+          + (f", preset {args.preset}" if args.preset else "")
+          + (f", ALS threads {args.als_threads}" if args.als_threads else ""))
+    rows = []
+    for seed in args.seeds:
+        row = measure(ds, seed, cache[f"{args.dataset}:{seed}"], settings, args.on,
+                      args.preset, args.als_threads)
         print(f"seed {seed}: fit {row['fit_cpu_s']:.1f} CPU-s ({row['fit_wall_s']:.1f} s wall), "
               f"{row['pairs']} training pairs, {row['trees']} trees, "
               f"NDCG@{K} {row['ndcg@10']:.4f}", flush=True)

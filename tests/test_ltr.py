@@ -260,3 +260,41 @@ def test_bad_early_stopping_arguments():
         TwoStageRanker(early_stopping_fraction=1.0)
     with pytest.raises(ValueError, match="early_stopping_rounds"):
         TwoStageRanker(early_stopping_rounds=0)
+
+
+# ------------------------------------------------------------------------------ the lean preset
+def test_lean_preset_is_its_named_settings_and_leaves_the_defaults_alone():
+    lean = TwoStageRanker.lean(n_candidates=50)
+    for name, value in TwoStageRanker.LEAN_SETTINGS.items():
+        assert getattr(lean, name) == value, name
+    assert lean.n_candidates == 50
+    assert lean.retrievers["ALS"].num_threads == 1 and set(lean.retrievers) == {"ALS", "EASE"}
+    assert TwoStageRanker.lean(n_rounds=5).n_rounds == 5              # any setting overridable
+    mine = {"EASE": EASE()}
+    assert TwoStageRanker.lean(retrievers=mine).retrievers == mine
+    d = TwoStageRanker()                                             # the defaults stay
+    assert (d.n_rounds, d.validation_fraction, d.early_stopping_fraction, d.objective,
+            d.n_estimators, d.lgbm_params) == (3, 0.1, 0.0, "lambdarank", 150, {})
+    assert d.retrievers["ALS"].num_threads == 0
+
+
+def test_als_gives_the_same_factors_with_one_thread_or_all(demo):
+    # why the lean preset may fit ALS on one thread: only the time changes
+    one, every = ALS(num_threads=1).fit(demo), ALS(num_threads=0).fit(demo)
+    np.testing.assert_array_equal(one.user_factors_, every.user_factors_)
+    np.testing.assert_array_equal(one.item_factors_, every.item_factors_)
+
+
+def test_lean_ranker_stops_early_and_still_beats_its_retrievers(demo_split):
+    lean = TwoStageRanker.lean(n_candidates=50, show_progress=False).fit(demo_split.train)
+    assert lean.model_.objective == "binary"
+    assert sorted(lean.training_pairs_["round"].unique()) == [0, 1, 2]   # three carves
+    watched, trained = lean.early_stopping_users_, lean.training_pairs_["user_id"].unique()
+    assert len(watched) == round(0.2 * (len(watched) + len(trained)))
+    assert not np.isin(watched, trained).any()
+    # early stopping kept 69 of the 150 trees on this world (seed 42)
+    assert lean.best_iteration_ == lean.model_.booster_.num_trees() == 69
+    retrievers = pk.evaluate({"ALS": ALS(), "EASE": EASE()}, demo_split, k=10, progress=False)
+    ranker = pk.evaluate({"lean": lean}, demo_split, k=10, fit=False, progress=False)
+    ndcg = pd.concat([retrievers, ranker]).set_index("model")["ndcg@10"]
+    assert ndcg["lean"] > max(ndcg["ALS"], ndcg["EASE"]) + 0.005, ndcg.round(4).to_dict()
