@@ -65,15 +65,8 @@ class EASE(SimilarItemsMixin, Recommender):
             raise ValueError(f"EASE keeps a dense {train.n_items:,} x {train.n_items:,} matrix; "
                              f"that is above max_items={self.max_items:,}. Filter rare items "
                              "first or raise max_items if you have the memory.")
-        X = train.matrix()
-        self.X_ = X
-        G = (X.T @ X).toarray().astype(np.float64)
-        G[np.diag_indices_from(G)] += self.l2
-        with threadpool_limits(limits=self.num_threads or None, user_api="blas"):
-            P = scipy.linalg.inv(G, overwrite_a=True, check_finite=False)
-        B = -P / np.diag(P)[None, :]
-        B[np.diag_indices_from(B)] = 0.0
-        self.weights_ = B.astype(np.float32)
+        self.X_ = train.matrix()
+        self.weights_ = ease_weights(self.X_, self.l2, self.num_threads)
         return self
 
     def _score(self, user_idx: np.ndarray) -> np.ndarray:
@@ -83,3 +76,23 @@ class EASE(SimilarItemsMixin, Recommender):
     def _item_similarities(self, item_idx: int) -> np.ndarray:
         # how strongly having this item predicts each other item
         return self.weights_[item_idx]
+
+
+def ease_weights(X, l2: float, num_threads: int = 1) -> np.ndarray:
+    """EASE's item-item matrix ``B`` for the users x items matrix ``X`` (float32).
+
+    ``P = (X^T X + l2 I)^-1``, then ``B = -P / diag(P)`` column by column, with a zero diagonal
+    (an item never predicts itself). ``num_threads`` BLAS threads invert ``P`` (0: BLAS decides).
+
+    >>> import scipy.sparse as sp
+    >>> ease_weights(sp.csr_matrix(np.array([[1.0, 1.0], [1.0, 0.0]])), l2=1.0).round(3)
+    array([[0.   , 0.333],
+           [0.5  , 0.   ]], dtype=float32)
+    """
+    G = (X.T @ X).toarray().astype(np.float64)
+    G[np.diag_indices_from(G)] += l2
+    with threadpool_limits(limits=num_threads or None, user_api="blas"):
+        P = scipy.linalg.inv(G, overwrite_a=True, check_finite=False)
+    B = -P / np.diag(P)[None, :]
+    B[np.diag_indices_from(B)] = 0.0
+    return B.astype(np.float32)

@@ -30,11 +30,11 @@ Example
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 from ..data.dataset import Dataset
 from .base import Recommender
+from .ease import ease_weights
 from .similar import SimilarItemsMixin
 
 
@@ -85,13 +85,7 @@ class HeadEASE(SimilarItemsMixin, Recommender):
         self.head_share_ = float(pop[self.head_].sum() / max(pop.sum(), 1.0))
         Xh = X[:, self.head_].tocsr()
         self.X_head_ = Xh
-        G = (Xh.T @ Xh).toarray().astype(np.float64)
-        G[np.diag_indices_from(G)] += self.l2
-        with threadpool_limits(limits=self.num_threads or None, user_api="blas"):
-            P = scipy.linalg.inv(G, overwrite_a=True, check_finite=False)
-        B = -P / np.diag(P)[None, :]
-        B[np.diag_indices_from(B)] = 0.0
-        self.weights_ = B.astype(np.float32)
+        self.weights_ = ease_weights(Xh, self.l2, self.num_threads)
         tail_pop = pop[~self.in_head_]
         self.tail_rank_ = tail_pop / ((tail_pop.max() if len(tail_pop) else 0.0) + 1.0)
         return self

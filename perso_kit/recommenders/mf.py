@@ -35,7 +35,23 @@ from .base import Recommender
 from .similar import SimilarItemsMixin
 
 
-class _ImplicitMF(SimilarItemsMixin, Recommender):
+class FactorModel(SimilarItemsMixin, Recommender):
+    """A model that scores by user and item vectors (``user_factors_``, ``item_factors_``, set
+    by ``fit``): a user's score for an item is the dot product of their vectors, and two items
+    are as similar as the cosine of theirs."""
+
+    def _score(self, user_idx: np.ndarray) -> np.ndarray:
+        with threadpool_limits(limits=1, user_api="blas"):  # small products: one thread
+            return self.user_factors_[user_idx] @ self.item_factors_.T
+
+    def _item_similarities(self, item_idx: int) -> np.ndarray:
+        # cosine between item vectors
+        f = self.item_factors_
+        norms = np.linalg.norm(f, axis=1)
+        return (f @ f[item_idx]) / np.maximum(norms * norms[item_idx], 1e-12)
+
+
+class _ImplicitMF(FactorModel):
     """Shared plumbing: build the ``implicit`` model, fit it on users x items, score by dot."""
 
     def _make_model(self):  # pragma: no cover - interface
@@ -55,15 +71,6 @@ class _ImplicitMF(SimilarItemsMixin, Recommender):
         self.item_factors_ = np.asarray(model.item_factors)
         return self
 
-    def _score(self, user_idx: np.ndarray) -> np.ndarray:
-        with threadpool_limits(limits=1, user_api="blas"):  # small products: one thread
-            return self.user_factors_[user_idx] @ self.item_factors_.T
-
-    def _item_similarities(self, item_idx: int) -> np.ndarray:
-        # cosine between item vectors
-        f = self.item_factors_
-        norms = np.linalg.norm(f, axis=1)
-        return (f @ f[item_idx]) / np.maximum(norms * norms[item_idx], 1e-12)
 
 
 class ALS(_ImplicitMF):

@@ -41,12 +41,11 @@ import shutil
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from .. import config
 from ..data.dataset import Dataset
 from .base import Recommender
-from .similar import SimilarItemsMixin
+from .mf import FactorModel
 
 INSTALL_HINT = ('install it with: pip install "perso-kit[scale]" (or pip install '
                 '"pyspark>=3.5,<4"), and a Java runtime (17 or 11): on Debian or Ubuntu, '
@@ -163,7 +162,7 @@ def jvm_cpu_seconds() -> float | None:
     return total if found else None
 
 
-class SparkALS(SimilarItemsMixin, Recommender):
+class SparkALS(FactorModel):
     """Implicit-feedback ALS fitted by Spark (``pyspark.ml``); see the module docstring.
 
     Parameters
@@ -256,16 +255,6 @@ class SparkALS(SimilarItemsMixin, Recommender):
         self.fit_s = time.perf_counter() - t0
         self.jvm_cpu_s = None if jvm1 is None else jvm1 - (jvm0 or 0.0)
         return self
-
-    def _score(self, user_idx: np.ndarray) -> np.ndarray:
-        with threadpool_limits(limits=1, user_api="blas"):  # small products: one thread
-            return self.user_factors_[user_idx] @ self.item_factors_.T
-
-    def _item_similarities(self, item_idx: int) -> np.ndarray:
-        # cosine between item vectors (as for the kit's ALS)
-        f = self.item_factors_
-        norms = np.linalg.norm(f, axis=1)
-        return (f @ f[item_idx]) / np.maximum(norms * norms[item_idx], 1e-12)
 
 
 def _factors(frame, n: int, rank: int) -> np.ndarray:
