@@ -19,12 +19,17 @@ the first fit, so no fit pays for the import.
 +/- sample std of NDCG@10 over the seeds, mean fit CPU-s): FILE is a JSON list of objects
 ``{"label": "...", "set": {...}}`` (optionally ``"preset": "lean"`` and ``"als_threads": 1``).
 ``--als-threads`` sets the ALS retriever's threads (0, the default: all cores; ALS gives the
-same factors with any number of threads, only the time changes).
+same factors with any number of threads, only the time changes). ``--repeat R`` fits each
+setting R times per seed and reports the median CPU-s (and the fastest fit): on a shared
+machine one fit's time swings by 10% and more. To time an older version of the kit with this
+same script, put its checkout first on the path: ``PYTHONPATH=/path/to/old/checkout python
+benchmarks/ranker_speed.py ...`` (the last line says which ``perso_kit`` was timed).
 
     PERSO_KIT_DATA_DIR=/path/with/movielens nice python benchmarks/ranker_speed.py
     python benchmarks/ranker_speed.py --dataset demo --seeds 42
     python benchmarks/ranker_speed.py --on validation --set num_leaves=31 --params /tmp/p.json
     python benchmarks/ranker_speed.py --on validation --grid settings.json --params /tmp/p.json
+    python benchmarks/ranker_speed.py --seeds 43 --preset lean --als-threads 1 --repeat 3
 """
 from __future__ import annotations
 
@@ -69,18 +74,26 @@ def make_ranker(params: dict, settings: dict, preset: str | None = None, als_thr
 
 
 def measure(ds, seed: int, params: dict, settings: dict, on: str, preset: str | None = None,
-            als_threads: int = 0) -> dict:
+            als_threads: int = 0, repeat: int = 1) -> dict:
+    """Fit the ranker ``repeat`` times on one seed's split (a fresh ranker each time: the fits
+    are identical, only their times vary); CPU and wall seconds are the median over the fits,
+    ``fit_cpu_min_s`` the fastest."""
+    import numpy as np
     import perso_kit as pk
 
     split = pk.split.random_per_user(ds, test_fraction=0.25, seed=seed)
     if on == "validation":
         split = pk.split.random_per_user(split.train, test_fraction=0.2, seed=seed)
-    ranker = make_ranker(params, settings, preset, als_threads)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    ranker.fit(split.train)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    cpus, walls = [], []
+    for _ in range(repeat):
+        ranker = make_ranker(params, settings, preset, als_threads)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        ranker.fit(split.train)
+        cpus.append(time.process_time() - cpu0)
+        walls.append(time.perf_counter() - wall0)
     table = pk.evaluate({"ranker": ranker}, split, k=K, fit=False, progress=False)
-    return {"seed": seed, "fit_cpu_s": cpu, "fit_wall_s": wall,
+    return {"seed": seed, "fit_cpu_s": float(np.median(cpus)), "fit_wall_s": float(np.median(walls)),
+            "fit_cpu_min_s": min(cpus), "fit_cpus": cpus,
             "ndcg@10": float(table[f"ndcg@{K}"].iloc[0]),
             "pairs": len(ranker.training_pairs_),
             "trees": getattr(ranker, "best_iteration_", None) or ranker.model_.n_estimators}
@@ -98,6 +111,10 @@ def main(argv=None) -> None:
                         help="threads of the ALS retriever (0: all cores)")
     parser.add_argument("--grid", help="JSON list of settings to try (see the docstring)")
     parser.add_argument("--params", help="JSON file caching the tuned settings per seed")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="fit each setting this many times per seed; report the median "
+                             "CPU-s and the fastest (the first fit of a process also pays "
+                             "for warming up its libraries)")
     args = parser.parse_args(argv)
     import lightgbm  # noqa: F401  (imported here, so that no fit pays for the import)
     import pandas as pd
@@ -133,7 +150,8 @@ def main(argv=None) -> None:
         print("| --- | --- | --- | --- | --- |")
         for entry in grid:
             rows = [measure(ds, seed, cache[f"{args.dataset}:{seed}"], entry.get("set", {}),
-                            args.on, entry.get("preset"), entry.get("als_threads", 0))
+                            args.on, entry.get("preset"), entry.get("als_threads", 0),
+                            args.repeat)
                     for seed in args.seeds]
             t = pd.DataFrame(rows)
             nd = t[f"ndcg@{K}"]
@@ -150,17 +168,22 @@ def main(argv=None) -> None:
     rows = []
     for seed in args.seeds:
         row = measure(ds, seed, cache[f"{args.dataset}:{seed}"], settings, args.on,
-                      args.preset, args.als_threads)
-        print(f"seed {seed}: fit {row['fit_cpu_s']:.1f} CPU-s ({row['fit_wall_s']:.1f} s wall), "
+                      args.preset, args.als_threads, args.repeat)
+        times = (f" (median of {args.repeat}: " + ", ".join(f"{c:.2f}" for c in row["fit_cpus"])
+                 + f"; fastest {row['fit_cpu_min_s']:.2f})" if args.repeat > 1 else "")
+        print(f"seed {seed}: fit {row['fit_cpu_s']:.2f} CPU-s{times} "
+              f"({row['fit_wall_s']:.1f} s wall), "
               f"{row['pairs']} training pairs, {row['trees']} trees, "
               f"NDCG@{K} {row['ndcg@10']:.4f}", flush=True)
         rows.append(row)
     table = pd.DataFrame(rows)
     nd = table[f"ndcg@{K}"]
-    print(f"mean over seeds {', '.join(map(str, args.seeds))}: fit {table['fit_cpu_s'].mean():.1f}"
+    print(f"mean over seeds {', '.join(map(str, args.seeds))}: fit {table['fit_cpu_s'].mean():.2f}"
           f" CPU-s ({table['fit_wall_s'].mean():.1f} s wall); NDCG@{K} {nd.mean():.4f}"
           + (f" +/- {nd.std(ddof=1):.4f} (sample std)" if len(nd) > 1 else "")
-          + f"; load {os.getloadavg()[0]:.1f}")
+          + (f"; fastest fits {table['fit_cpu_min_s'].mean():.2f} CPU-s" if args.repeat > 1
+             else "")
+          + f"; load {os.getloadavg()[0]:.1f}; perso_kit from {os.path.dirname(pk.__file__)}")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ stops adding trees when their NDCG@10 has not improved for ``early_stopping_roun
 
 A named preset, :meth:`TwoStageRanker.lean` (pointwise ``binary`` objective with early
 stopping, ALS fitted on one thread), was chosen on a validation split of MovieLens-100K; on its
-test part it fitted in about half the CPU time of the defaults (0.52x) and scored as well or
-better on each of three split seeds (see ``benchmarks/RESULTS.md``, "Two-stage ranker fit
-time"). The defaults are unchanged.
+test part it scored as well or better on each of three split seeds and fitted in 0.52x (on a
+loaded machine) to 0.60x (idle) the CPU time of the defaults (see ``benchmarks/RESULTS.md``,
+"Two-stage ranker fit time"). The defaults are unchanged.
 
 >>> from perso_kit import load_dataset
 >>> from perso_kit.split import random_per_user
@@ -281,7 +281,7 @@ class TwoStageRanker(Recommender):
     @classmethod
     def lean(cls, retrievers: Mapping[str, Recommender] | None = None,
              **overrides) -> "TwoStageRanker":
-        """A ranker that fits in about half the CPU time of the defaults (a named preset).
+        """A ranker that fits in 0.5 to 0.6 of the defaults' CPU time (a named preset).
 
         It trains a pointwise ``binary`` objective and lets early stopping decide how many
         trees to keep: 20% of the labelled users are watched, not trained on, and LightGBM
@@ -292,7 +292,9 @@ class TwoStageRanker(Recommender):
         These settings were chosen on a validation split of MovieLens-100K only, then run once
         on its test part (``benchmarks/RESULTS.md``, "Two-stage ranker fit time"): NDCG@10
         0.4805 against 0.4748 for the defaults (higher on each of three split seeds), fit in
-        0.52x the CPU seconds of the defaults measured in the same run. The defaults of
+        0.52x the CPU seconds of the defaults measured in the same run on a loaded machine,
+        0.60x re-measured on the idle machine. A shorter patience (20 trees) is faster but
+        fragile: on one seed it stopped at 2 trees and lost 0.018 NDCG@10. The defaults of
         :class:`TwoStageRanker` are unchanged.
 
         >>> ranker = TwoStageRanker.lean(n_candidates=50)
