@@ -79,6 +79,20 @@ def notebook_runs(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="session")
+def notebook_records(notebook_runs):
+    """The records (:func:`perso_kit.report.read_records`) of a notebook executed by
+    :func:`notebook_runs`, after checking that it ran to the end."""
+    from perso_kit.report import read_records
+
+    def records(name: str, **parameters) -> dict:
+        run = notebook_runs(name, **parameters)
+        assert run.status == "ok", f"{name} failed: {run.error}"
+        return read_records(run.output)
+
+    return records
+
+
 def movielens_dir() -> Path | None:
     """The folder with real MovieLens files, when PERSO_KIT_DATA_DIR names one."""
     value = os.environ.get("PERSO_KIT_DATA_DIR")

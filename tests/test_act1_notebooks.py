@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from perso_kit.report import read_records
 
 pytestmark = pytest.mark.notebook
 
 
-def _records(notebook_runs, name):
-    run = notebook_runs(name)
-    assert run.status == "ok", f"{name} failed: {run.error}"
-    return read_records(run.output)
-
-
-def test_nb01_measures_a_sparse_long_tailed_log(notebook_runs, demo):
-    rec = _records(notebook_runs, "01_data_and_the_long_tail.ipynb")
+def test_nb01_measures_a_sparse_long_tailed_log(notebook_records, demo):
+    rec = notebook_records("01_data_and_the_long_tail.ipynb")
     assert rec["n_users"] == demo.n_users and rec["n_items"] == demo.n_items
     assert rec["density"] == pytest.approx(demo.density, rel=1e-3)
     assert rec["density"] < 0.1
@@ -37,8 +30,8 @@ def test_nb01_measures_a_sparse_long_tailed_log(notebook_runs, demo):
     assert rec["weekly_after_cutoff"] == pytest.approx(250, rel=0.1)
 
 
-def test_nb02_every_personalized_model_beats_popularity(notebook_runs):
-    rec = _records(notebook_runs, "02_collaborative_filtering.ipynb")
+def test_nb02_every_personalized_model_beats_popularity(notebook_records):
+    rec = notebook_records("02_collaborative_filtering.ipynb")
     for model in ("itemknn", "ease", "als", "bpr"):
         assert rec[f"ndcg_{model}"] > rec["ndcg_popularity"] + 0.02, (model, rec)
     assert rec["best_model"] in ("EASE", "ALS")
@@ -67,10 +60,10 @@ def test_nb02_every_personalized_model_beats_popularity(notebook_runs):
 
 
 
-def test_nb02_diversity_tradeoff(notebook_runs):
+def test_nb02_diversity_tradeoff(notebook_records):
     """Section 9: ILD and MMR on EASE and ALS (SMALL changes neither model, so the prose's
     default-size numbers are the test's)."""
-    rec = _records(notebook_runs, "02_collaborative_filtering.ipynb")
+    rec = notebook_records("02_collaborative_filtering.ipynb")
     assert rec["mmr_lambdas"] == [1.0, 0.9, 0.7, 0.5, 0.3, 0.0]
     ndcg, ild = rec["mmr_ndcg"], rec["mmr_ild"]
     # lambda = 1 is the model itself: the same NDCG and ILD as in the table of section 7
@@ -98,8 +91,8 @@ def test_nb02_diversity_tradeoff(notebook_runs):
     assert n4["MMR by ALS vectors"] > n4["MMR by genres"] and \
         d4["MMR by ALS vectors"] < d4["MMR by genres"]
 
-def test_nb03_ranker_beats_its_retrievers_and_the_trap_shows(notebook_runs):
-    rec = _records(notebook_runs, "03_learning_to_rank.ipynb")
+def test_nb03_ranker_beats_its_retrievers_and_the_trap_shows(notebook_records):
+    rec = notebook_records("03_learning_to_rank.ipynb")
     # SMALL: 50 candidates per retriever, 2 rounds, 100 trees, on the demo world (seed 42)
     assert rec["candidate_recall"] == pytest.approx(0.533, abs=0.02)
     assert rec["ndcg_als"] == pytest.approx(0.436, abs=0.01)
@@ -116,9 +109,9 @@ def test_nb03_ranker_beats_its_retrievers_and_the_trap_shows(notebook_runs):
     assert rec["ndcg_honest_b"] == pytest.approx(0.452, abs=0.01)
 
 
-def test_nb03_exercise_solutions_hold(notebook_runs):
+def test_nb03_exercise_solutions_hold(notebook_records):
     """The three solution cells of notebook 03, run with it, and the claims its prose makes."""
-    rec = _records(notebook_runs, "03_learning_to_rank.ipynb")
+    rec = notebook_records("03_learning_to_rank.ipynb")
     # 1. runtime: a small share of the gain (2.8% at SMALL), NDCG not moved (interval holds 0)
     assert rec["ex1_runtime_gain_share"] == pytest.approx(0.028, abs=0.015)
     est, lo, hi = rec["ex1_ndcg_diff"]
@@ -144,9 +137,9 @@ def test_nb03_exercise_solutions_hold(notebook_runs):
     assert rec["ex3_rows"][0] / rec["ex3_rows"][1] == pytest.approx(0.5, abs=0.05)
 
 
-def test_nb01_exercise_solutions_hold(notebook_runs):
+def test_nb01_exercise_solutions_hold(notebook_records):
     """The three solution cells of notebook 01, run with it, and the claims of its answers."""
-    rec = _records(notebook_runs, "01_data_and_the_long_tail.ipynb")
+    rec = notebook_records("01_data_and_the_long_tail.ipynb")
     # 1. 15% of the users make half of the interactions
     assert rec["ex1_half_users_share"] == pytest.approx(0.15, abs=0.01)
     # 2. over rated items only the Gini goes down (0.623 -> 0.605)
@@ -160,10 +153,10 @@ def test_nb01_exercise_solutions_hold(notebook_runs):
     assert by_buzz["0.5"] < 0.55 * by_buzz["2.2"]
 
 
-def test_nb02_exercise_solutions_hold(notebook_runs):
+def test_nb02_exercise_solutions_hold(notebook_records):
     """The three solution cells of notebook 02 (SMALL: BPR trains 20 epochs), and the claims of
     its answers."""
-    rec = _records(notebook_runs, "02_collaborative_filtering.ipynb")
+    rec = notebook_records("02_collaborative_filtering.ipynb")
     # 1. ALS regularization: flat from 0.1 to 10, then a drop at 100
     reg = rec["ex1_ndcg_by_regularization"]
     assert reg == pytest.approx({"0.1": 0.200, "1.0": 0.202, "10.0": 0.204, "100.0": 0.154},

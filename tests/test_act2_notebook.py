@@ -18,10 +18,8 @@ pytestmark = pytest.mark.notebook
 
 
 @pytest.fixture(scope="module")
-def rec(notebook_runs):
-    run = notebook_runs(NB)
-    assert run.status == "ok", run.error
-    return read_records(run.output)
+def rec(notebook_records):
+    return notebook_records(NB)
 
 
 def test_cold_start_users_score_lowest_and_gain_least(rec):

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from perso_kit.report import read_records
 
 pytestmark = pytest.mark.notebook
 
 
-def test_nb07_ranker_mechanics(notebook_runs):
-    run = notebook_runs("07_llm_as_ranker.ipynb")
-    assert run.status == "ok", run.error
-    rec = read_records(run.output)
+def test_nb07_ranker_mechanics(notebook_records):
+    rec = notebook_records("07_llm_as_ranker.ipynb")
     assert rec["backend_is_stand_in"] is True and rec["n_users"] == 8
     # the evaluated top-k is shorter than the candidate list, so popularity can move
     assert (rec["k"], rec["n_candidates"]) == (5, 10)
@@ -114,12 +111,10 @@ def test_nb07_ranker_mechanics(notebook_runs):
 
 
 
-def test_nb07_diversity_tradeoff_sends_no_new_call(notebook_runs):
+def test_nb07_diversity_tradeoff_sends_no_new_call(notebook_records):
     """The MMR curves of section 7 re-rank the orders already returned: not one call more, and
     lambda = 1 gives back exactly the retriever's and the zero-shot re-ranker's NDCG."""
-    run = notebook_runs("07_llm_as_ranker.ipynb")
-    assert run.status == "ok", run.error
-    rec = read_records(run.output)
+    rec = notebook_records("07_llm_as_ranker.ipynb")
     assert rec["mmr_llm_new_calls"] == 0
     assert rec["mmr_llm_lambdas"] == [1.0, 0.7, 0.5, 0.3, 0.0]
     ndcg, ild = rec["mmr_llm_ndcg"], rec["mmr_llm_ild"]
@@ -134,10 +129,8 @@ def test_nb07_diversity_tradeoff_sends_no_new_call(notebook_runs):
     assert ild[llm] == pytest.approx([0.672, 0.728, 0.819, 0.899, 0.905], abs=0.02)
     assert ild[llm][0] < ild[als][0]       # the prose: the stand-in's order is the least varied
 
-def test_nb08_explainer_mechanics(notebook_runs):
-    run = notebook_runs("08_llm_as_explainer.ipynb")
-    assert run.status == "ok", run.error
-    rec = read_records(run.output)
+def test_nb08_explainer_mechanics(notebook_records):
+    rec = notebook_records("08_llm_as_explainer.ipynb")
     assert rec["backend_is_stand_in"] is True and rec["n_explanations"] == 8 * 3
     # every planted false citation / invented title / false attribute / false shared attribute
     # is caught (10 passing explanations x 4 kinds)
@@ -217,12 +210,10 @@ def test_nb08_explainer_mechanics(notebook_runs):
         ("judge-control", "judge-prefers-first", "judge-prefers-longer", "judge-prefers-own")]
 
 
-def test_nb07_long_histories(notebook_runs):
+def test_nb07_long_histories(notebook_records):
     """Section 10: three strategies fit a long history into 50, 150 and 400 tokens; each keeps
     to its budget, all rank the same candidates, and the prose numbers (SMALL) hold."""
-    run = notebook_runs("07_llm_as_ranker.ipynb")
-    assert run.status == "ok", run.error
-    rec = read_records(run.output)
+    rec = notebook_records("07_llm_as_ranker.ipynb")
     assert rec["hist_long_users"] == 285 and rec["hist_users"] == 8
     assert rec["hist_budgets"] == [50, 150, 400]
     assert rec["hist_calls"] == 8 * 3 * 3                # one call per user, strategy, budget

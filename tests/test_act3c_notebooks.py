@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from perso_kit.report import read_records
 
 pytestmark = pytest.mark.notebook
 
@@ -14,10 +13,8 @@ ONE_USER = 1 / 30 + 1e-9          # 30 simulated users at SMALL: one user is 0.0
 
 
 @pytest.fixture(scope="module")
-def rec09(notebook_runs):
-    run = notebook_runs("09_conversational_recommender.ipynb")
-    assert run.status == "ok", run.error
-    return read_records(run.output)
+def rec09(notebook_records):
+    return notebook_records("09_conversational_recommender.ipynb")
 
 
 def test_nb09_conversation_numbers(rec09):
@@ -79,10 +76,8 @@ def test_nb09_exercise_solutions_hold(rec09):
 
 
 @pytest.fixture(scope="module")
-def rec10(notebook_runs):
-    run = notebook_runs("10_agent_with_tools.ipynb")
-    assert run.status == "ok", run.error
-    return read_records(run.output)
+def rec10(notebook_records):
+    return notebook_records("10_agent_with_tools.ipynb")
 
 
 def test_nb10_agent_numbers(rec10):
