@@ -334,9 +334,9 @@ def test_what_section_4_says_of_the_throughput_is_what_was_measured():
     p50 = ", ".join(f"{rows[c]['latency_p50_s']:.1f} s" for c in (1, 2, 4))
     assert f"({p50})" in text
     lo, hi = tp["load_average"]
-    assert f"load average was {int(lo)} to {int(hi)} on 2 cores" in text
+    assert f"load average was {lo:.1f} to {hi:.1f} on 2 cores" in text
     share = [r["server_cpu_share"] for r in rows.values()]
-    assert "about a fifth of one core" in text and all(0.15 <= s <= 0.25 for s in share)
+    assert "the server had a whole core" in text and all(s >= 0.95 for s in share)
     # the claims: flat throughput (within 10%), median latency about doubling per doubling
     assert max(r["requests_per_s"] for r in rows.values()) <= \
         1.1 * min(r["requests_per_s"] for r in rows.values())
