@@ -93,6 +93,49 @@ def notebook_records(notebook_runs):
     return records
 
 
+@pytest.fixture(scope="module")
+def run(request, notebook_runs):
+    """The executed notebook named by the test module's ``NB`` (checked to have run to the end)."""
+    name = request.module.NB
+    result = notebook_runs(name)
+    assert result.status == "ok", f"{name} failed: {result.error}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def rec(run):
+    """The records of the test module's notebook (``NB``)."""
+    from perso_kit.report import read_records
+
+    return read_records(run.output)
+
+
+def dataset_from_pairs(pairs, n_items=None):
+    """A dataset from (user, item) pairs; items 1..n_items, users 1..max user."""
+    import numpy as np
+    import pandas as pd
+
+    from perso_kit.data.dataset import make_dataset
+
+    inter = pd.DataFrame(pairs, columns=["user_id", "item_id"])
+    n_items = n_items or int(inter["item_id"].max())
+    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
+                          "title": [f"item {i}" for i in range(1, n_items + 1)],
+                          "genres": [("Drama",)] * n_items})
+    return make_dataset("tiny", inter, items)
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` imported as a module (its ``main`` not run)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def movielens_dir() -> Path | None:
     """The folder with real MovieLens files, when PERSO_KIT_DATA_DIR names one."""
     value = os.environ.get("PERSO_KIT_DATA_DIR")

@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import movielens_dir
-from perso_kit.report import read_records
 
 NB = "04_challenges_of_classic_personalization.ipynb"
 CLASSIC = ("Popularity", "EASE", "ALS")
 
 pytestmark = pytest.mark.notebook
-
-
-@pytest.fixture(scope="module")
-def rec(notebook_records):
-    return notebook_records(NB)
 
 
 def test_cold_start_users_score_lowest_and_gain_least(rec):
@@ -158,13 +152,11 @@ def test_a_request_in_words_is_only_partly_served_by_filters(rec):
 
 
 @pytest.mark.movielens
-def test_held_out_movielens_items_get_no_slot(notebook_runs):
+def test_held_out_movielens_items_get_no_slot(notebook_records):
     if movielens_dir() is None:
         pytest.skip("set PERSO_KIT_DATA_DIR to a folder with MovieLens files")
     pytest.importorskip("perso_kit.data.movielens")
-    run = notebook_runs(NB, DATASET="ml-100k")
-    assert run.status == "ok", run.error
-    shares = read_records(run.output)["ml_held_out_share"]
+    shares = notebook_records(NB, DATASET="ml-100k")["ml_held_out_share"]
     assert set(shares) == set(CLASSIC) and max(shares.values()) == 0
 
 

@@ -7,22 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from perso_kit.report import read_records
 
 NB = "06_llm_as_knowledge_base_and_content_interpreter.ipynb"
 pytestmark = pytest.mark.notebook
-
-
-@pytest.fixture(scope="module")
-def run(notebook_runs):
-    run = notebook_runs(NB)
-    assert run.status == "ok", run.error
-    return run
-
-
-@pytest.fixture(scope="module")
-def rec(run):
-    return read_records(run.output)
 
 
 def _cell_text(run, cell_id: str) -> str:

@@ -8,22 +8,9 @@ import pytest
 
 from perso_kit import costs
 from perso_kit.llm.pricing import PriceTable
-from perso_kit.report import read_records
 
 NB = "12_challenges_of_llm_personalization.ipynb"
 pytestmark = pytest.mark.notebook
-
-
-@pytest.fixture(scope="module")
-def run(notebook_runs):
-    run = notebook_runs(NB)
-    assert run.status == "ok", run.error
-    return run
-
-
-@pytest.fixture(scope="module")
-def rec(run):
-    return read_records(run.output)
 
 
 def test_offline_by_default_and_labelled(rec, run):

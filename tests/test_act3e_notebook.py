@@ -6,22 +6,9 @@ from pathlib import Path
 import pytest
 
 from perso_kit.llm.pricing import PriceTable
-from perso_kit.report import read_records
 
 NB = "11_personalized_content.ipynb"
 pytestmark = pytest.mark.notebook
-
-
-@pytest.fixture(scope="module")
-def run(notebook_runs):
-    run = notebook_runs(NB)
-    assert run.status == "ok", run.error
-    return run
-
-
-@pytest.fixture(scope="module")
-def rec(run):
-    return read_records(run.output)
 
 
 def _cells():

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from perso_kit.llm import batch_api, get_llm
 from perso_kit.llm.batch_fake import FakeBatchAPI
@@ -345,12 +346,7 @@ def test_what_section_4_says_of_the_throughput_is_what_was_measured():
 
 
 def _throughput_bench():
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "local_throughput.py"
-    spec = importlib.util.spec_from_file_location("local_throughput", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("local_throughput")
 
 
 def test_the_throughput_benchmark_sums_its_rounds():

@@ -3,20 +3,14 @@ URL, and the sentence that explains a missing speed-up. Timing-dependent values 
 asserted; the verdict is checked on hand-made tables."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "llm_batching.py"
-    spec = importlib.util.spec_from_file_location("llm_batching", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("llm_batching")
 
 
 def _table(speed_up: float, ok: int = 16) -> pd.DataFrame:

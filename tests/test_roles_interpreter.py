@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 
 import perso_kit as pk
 from perso_kit.data.dataset import make_dataset
@@ -119,17 +120,13 @@ def test_hybrid_stays_close_to_als_on_warm_users(demo, demo_vectors):
 @pytest.mark.movielens
 def test_benchmark_table_on_movielens_100k():
     """The benchmark's table on real ML-100K (runs when PERSO_KIT_DATA_DIR holds ml-100k)."""
-    import importlib.util
     import os
     from pathlib import Path
 
     root = os.environ.get("PERSO_KIT_DATA_DIR")
     if not root or not (Path(root) / "ml-100k" / "u.data").exists():
         pytest.skip("set PERSO_KIT_DATA_DIR to a folder with ml-100k/ to run this benchmark")
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cold_start_movielens.py"
-    spec = importlib.util.spec_from_file_location("cold_start_movielens", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("cold_start_movielens")
     t = bench.run("ml-100k").set_index(["scenario", "model"])
     assert "not an LLM" in t.attrs["embedder"]
     new = t.loc["new items"]

@@ -10,23 +10,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from perso_kit.report import read_records
 
 NB = "13_past_one_machine.ipynb"
 ROOT = Path(__file__).parents[1]
 BENCH = ROOT / "data" / "benchmarks" / "scale_one_machine.json"
-
-
-@pytest.fixture(scope="module")
-def run(notebook_runs):
-    run = notebook_runs(NB)
-    assert run.status == "ok", run.error
-    return run
-
-
-@pytest.fixture(scope="module")
-def rec(run):
-    return read_records(run.output)
 
 
 def cell(cell_id: str) -> str:

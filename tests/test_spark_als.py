@@ -14,25 +14,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import dataset_from_pairs as tiny
 
 import perso_kit as pk
-from perso_kit.data.dataset import make_dataset
 from perso_kit.recommenders import spark_als
 from perso_kit.recommenders.spark_als import SparkALS, SparkUnavailable
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny(pairs, n_items=None) -> pk.Dataset:
-    """A dataset from (user, item) pairs; items 1..n_items, users 1..max user."""
-    inter = pd.DataFrame(pairs, columns=["user_id", "item_id"])
-    n_items = n_items or int(inter["item_id"].max())
-    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
-                          "title": [f"item {i}" for i in range(1, n_items + 1)],
-                          "genres": [("Drama",)] * n_items})
-    return make_dataset("tiny", inter, items)
 
 
 # ----------------------------------------------------------------- everywhere (no Spark needed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 
 from perso_kit import metrics as M
 from perso_kit.data import Dataset, make_dataset
@@ -183,13 +184,7 @@ def test_map_per_relevant_by_hand():
 
 def test_benchmark_rescales_the_kits_map_into_theirs():
     # benchmarks/classic_movielens.py --ms-split turns per-user map@10 into MAP per #relevant
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "classic_movielens.py"
-    spec = importlib.util.spec_from_file_location("classic_movielens", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("classic_movielens")
     hits = np.zeros((3, 10), dtype=bool)
     hits[0, [0, 2]] = True                 # 12 relevant: AP sum 1 + 2/3
     hits[1, 1] = True                      # 1 relevant: AP sum 1/2
