@@ -227,6 +227,13 @@ class PlantedModel(InProcessServer):
             text = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(titles))
         return 200, self.completion(text, rid, body)
 
+    def count_chat(self, body: dict) -> tuple[str, str]:
+        """Count one chat request; return its user prompt and the name of the JSON schema it
+        asks for (for subclasses that answer other prompts than the ranking one)."""
+        with self._lock:
+            self.requests += 1
+        return user_prompt(body), schema_name(body)
+
     def completion(self, text: str, rid: int, body: dict) -> dict:
         """The chat-completion body that answers request ``body`` with ``text``, with token
         counts estimated the way the kit estimates them (a scripted model has no tokenizer)."""
@@ -428,10 +435,7 @@ class PlantedJudge(PlantedModel):
         if not path.endswith("/chat/completions"):
             return super().handle(path, body)
         from ..roles.judge import parse_judge_prompt
-        with self._lock:
-            self.requests += 1
-        prompt = user_prompt(body)
-        name = schema_name(body)
+        prompt, name = self.count_chat(body)
         parsed = parse_judge_prompt(prompt)
         texts = parsed["texts"]
         if name == "judge_pairwise" and "A" in texts and "B" in texts:
@@ -769,10 +773,7 @@ class ProposesFalseRelations(PlantedModel):
     def handle(self, path: str, body: dict) -> tuple[int, dict]:
         if not path.endswith("/chat/completions"):
             return super().handle(path, body)
-        with self._lock:
-            self.requests += 1
-        prompt = user_prompt(body)
-        name = schema_name(body)
+        prompt, name = self.count_chat(body)
         listed = [(t, int(y)) for t, y in _LISTED_TITLE.findall(prompt)]
         if name != "item_relations" or not listed:
             return 400, {"error": {"message": "a planted relation model answers only the "
