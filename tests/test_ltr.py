@@ -242,6 +242,34 @@ def test_early_stopping_fires_when_more_trees_hurt_the_watched_users():
     assert none.training_pairs_["user_id"].nunique() == 300
 
 
+def _tied_candidates(candidate_order_is_item_order: bool, n_users=200, per_user=30):
+    """Lists whose three positives come first in candidate order, with features that carry
+    no signal (constant), so every model ties all of a user's candidates. Planted: candidate
+    order is the reverse of item order (the positives are the highest item ids); control: the
+    two orders agree."""
+    users = np.repeat(np.arange(1, n_users + 1), per_user)
+    position = np.tile(np.arange(per_user), n_users)
+    items = position if candidate_order_is_item_order else per_user - 1 - position
+    return pd.DataFrame({"user_id": users, "item_id": items, "f1": 1.0, "f2": 0.0,
+                         "label": (position < 3).astype(np.int64)})
+
+
+@pytest.mark.parametrize("candidate_order_is_item_order, serving_ndcg",
+                         [(False, 0.0), (True, 1.0)])
+def test_early_stopping_scores_tied_lists_in_the_order_serving_shows(
+        candidate_order_is_item_order, serving_ndcg):
+    # serving breaks score ties by item id; LightGBM's NDCG breaks them by row order. Every
+    # score ties here, so serving shows items 0, 1, 2, ... first: with the positives at the
+    # highest ids (planted) its NDCG@10 is 0 (hand-computed), though candidate order has them
+    # first (NDCG 1). The watched NDCG must be the serving one, in both cases.
+    ranker = TwoStageRanker(n_estimators=5, early_stopping_fraction=0.2, seed=0,
+                            objective="binary")
+    ranker._recalls = [1.0]
+    ranker._fit_ranker([_tied_candidates(candidate_order_is_item_order)])
+    watched_ndcg = next(iter(ranker.model_.evals_result_.values()))["ndcg@10"]
+    np.testing.assert_allclose(watched_ndcg, serving_ndcg)
+
+
 def test_watched_users_are_a_seeded_share_never_trained_on(demo_split, fitted):
     # the default watches nobody: every labelled user is trained on, every tree kept
     assert len(fitted.early_stopping_users_) == 0 and fitted.best_iteration_ == 100

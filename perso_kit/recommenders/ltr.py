@@ -359,6 +359,11 @@ class TwoStageRanker(Recommender):
         watched = self._early_stopping_users(np.unique(X["user_id"].to_numpy()))
         is_watched = X["user_id"].isin(watched).to_numpy()
         fit_rows, stop_rows = X[~is_watched], X[is_watched]
+        # LightGBM's NDCG breaks ties by row order; serving breaks them by item id (see
+        # `recommend`), so the watched lists are put in item order: early stopping then scores
+        # the lists that serving would show (in candidate order, a young model's tied scores
+        # would inherit the retrievers' ranking and look better than they serve).
+        stop_rows = stop_rows.sort_values(["round", "user_id", "item_id"], kind="stable")
 
         def groups(rows):
             return rows.groupby(["round", "user_id"], sort=False).size().to_numpy()
