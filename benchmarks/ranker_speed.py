@@ -155,8 +155,8 @@ def main(argv=None) -> None:
                     for seed in args.seeds]
             t = pd.DataFrame(rows)
             nd = t[f"ndcg@{K}"]
-            print(f"| {entry.get('label', entry)} | {t['fit_cpu_s'].mean():.1f} ("
-                  + ", ".join(f"{c:.1f}" for c in t["fit_cpu_s"]) + f") | "
+            print(f"| {entry.get('label', entry)} | {t['fit_cpu_s'].mean():.2f} ("
+                  + ", ".join(f"{c:.2f}" for c in t["fit_cpu_s"]) + f") | "
                   f"{t['fit_wall_s'].mean():.1f} | " + ", ".join(map(str, t["trees"])) + " | "
                   f"{nd.mean():.4f} +/- {nd.std(ddof=1) if len(nd) > 1 else 0:.4f} "
                   f"({', '.join(f'{v:.4f}' for v in nd)}) |", flush=True)

@@ -270,6 +270,26 @@ def test_early_stopping_scores_tied_lists_in_the_order_serving_shows(
     np.testing.assert_allclose(watched_ndcg, serving_ndcg)
 
 
+def test_negative_fraction_keeps_every_positive_and_a_seeded_share_of_negatives():
+    full = _fit_synthetic(flip_watched=False, early_stopping_fraction=0)
+    thin = _fit_synthetic(flip_watched=False, early_stopping_fraction=0, negative_fraction=0.3)
+    again = _fit_synthetic(flip_watched=False, early_stopping_fraction=0, negative_fraction=0.3)
+    pos = lambda r: r.training_pairs_[r.training_pairs_["label"] == 1]  # noqa: E731
+    neg = lambda r: r.training_pairs_[r.training_pairs_["label"] == 0]  # noqa: E731
+    pd.testing.assert_frame_equal(pos(thin).reset_index(drop=True),
+                                  pos(full).reset_index(drop=True))
+    n_neg = len(neg(full))                                # 300 users x 27 negatives
+    assert n_neg == 8100
+    sd = (n_neg * 0.3 * 0.7) ** 0.5
+    assert abs(len(neg(thin)) - 0.3 * n_neg) < 4 * sd
+    assert neg(thin).merge(neg(full)).shape[0] == len(neg(thin))  # a subset of the negatives
+    pd.testing.assert_frame_equal(thin.training_pairs_, again.training_pairs_)   # seeded
+    with pytest.raises(ValueError, match="negative_fraction"):
+        TwoStageRanker(negative_fraction=0)
+    with pytest.raises(ValueError, match="negative_fraction"):
+        TwoStageRanker(negative_fraction=1.5)
+
+
 def test_watched_users_are_a_seeded_share_never_trained_on(demo_split, fitted):
     # the default watches nobody: every labelled user is trained on, every tree kept
     assert len(fitted.early_stopping_users_) == 0 and fitted.best_iteration_ == 100
@@ -302,7 +322,8 @@ def test_lean_preset_is_its_named_settings_and_leaves_the_defaults_alone():
     assert TwoStageRanker.lean(retrievers=mine).retrievers == mine
     d = TwoStageRanker()                                             # the defaults stay
     assert (d.n_rounds, d.validation_fraction, d.early_stopping_fraction, d.objective,
-            d.n_estimators, d.lgbm_params) == (3, 0.1, 0.0, "lambdarank", 150, {})
+            d.n_estimators, d.lgbm_params, d.negative_fraction) == (3, 0.1, 0.0, "lambdarank",
+                                                                   150, {}, 1.0)
     assert d.retrievers["ALS"].num_threads == 0
 
 
@@ -320,8 +341,8 @@ def test_lean_ranker_stops_early_and_still_beats_its_retrievers(demo_split):
     watched, trained = lean.early_stopping_users_, lean.training_pairs_["user_id"].unique()
     assert len(watched) == round(0.2 * (len(watched) + len(trained)))
     assert not np.isin(watched, trained).any()
-    # early stopping kept 69 of the 150 trees on this world (seed 42)
-    assert lean.best_iteration_ == lean.model_.booster_.num_trees() == 69
+    # early stopping kept 109 of the 150 trees on this world (seed 42; 69 with every negative)
+    assert lean.best_iteration_ == lean.model_.booster_.num_trees() == 109
     retrievers = pk.evaluate({"ALS": ALS(), "EASE": EASE()}, demo_split, k=10, progress=False)
     ranker = pk.evaluate({"lean": lean}, demo_split, k=10, fit=False, progress=False)
     ndcg = pd.concat([retrievers, ranker]).set_index("model")["ndcg@10"]
