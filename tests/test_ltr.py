@@ -254,16 +254,18 @@ def _tied_candidates(candidate_order_is_item_order: bool, n_users=200, per_user=
                          "label": (position < 3).astype(np.int64)})
 
 
-@pytest.mark.parametrize("candidate_order_is_item_order, serving_ndcg",
-                         [(False, 0.0), (True, 1.0)])
+@pytest.mark.parametrize("candidate_order_is_item_order, negative_fraction, serving_ndcg",
+                         [(False, 1.0, 0.0), (True, 1.0, 1.0), (False, 0.1, 0.0)])
 def test_early_stopping_scores_tied_lists_in_the_order_serving_shows(
-        candidate_order_is_item_order, serving_ndcg):
+        candidate_order_is_item_order, negative_fraction, serving_ndcg):
     # serving breaks score ties by item id; LightGBM's NDCG breaks them by row order. Every
     # score ties here, so serving shows items 0, 1, 2, ... first: with the positives at the
     # highest ids (planted) its NDCG@10 is 0 (hand-computed), though candidate order has them
-    # first (NDCG 1). The watched NDCG must be the serving one, in both cases.
+    # first (NDCG 1). The watched NDCG must be the serving one, in both cases; and the watched
+    # lists stay whole when training drops negatives (27 negatives still sit above the three
+    # positives: had a tenth of them been kept, the positives would enter the top 10).
     ranker = TwoStageRanker(n_estimators=5, early_stopping_fraction=0.2, seed=0,
-                            objective="binary")
+                            objective="binary", negative_fraction=negative_fraction)
     ranker._recalls = [1.0]
     ranker._fit_ranker([_tied_candidates(candidate_order_is_item_order)])
     watched_ndcg = next(iter(ranker.model_.evals_result_.values()))["ndcg@10"]
