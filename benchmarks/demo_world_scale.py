@@ -13,6 +13,10 @@ Cases, each in a fresh process so its peak memory (max resident set size) is its
 CPU seconds (``time.process_time``) are printed beside wall seconds: the machine may be shared.
 
     python benchmarks/demo_world_scale.py
+
+To time an older version of the kit, run the script from outside a checkout with the old one
+on the path (each case's child process puts its working folder first on its path):
+``cd /tmp && PYTHONPATH=/path/to/old/checkout python /path/to/benchmarks/demo_world_scale.py``.
 """
 from __future__ import annotations
 

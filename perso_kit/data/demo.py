@@ -248,6 +248,20 @@ def _draw_tastes(rng: np.random.Generator, n_users: int) -> np.ndarray:
                       for size, conc in zip(blocks, [0.35, 0.5, 0.3, 0.8])])
 
 
+def _standardize(a: np.ndarray, axis: int) -> np.ndarray:
+    """``(a - mean) / std`` along ``axis``, computed in ``a`` itself and returned.
+
+    The same numbers as the plain expression, with fewer temporaries: at ML-1M's size a
+    users x items array is 180 MB, and on a small machine writing fresh memory costs more
+    than the arithmetic.
+    """
+    mean = a.mean(axis, keepdims=True)
+    std = a.std(axis, keepdims=True)
+    a -= mean
+    a /= std
+    return a
+
+
 def _order_by_drift(rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray,
                     new: np.ndarray, ts: np.ndarray, attrs: np.ndarray,
                     drift: float) -> np.ndarray:
@@ -262,8 +276,7 @@ def _order_by_drift(rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray
     """
     n_users = rows.max() + 1
     direction = _draw_tastes(rng, n_users)
-    align = attrs @ direction.T                                       # items x users
-    align = (align - align.mean(0)) / align.std(0)
+    align = _standardize(attrs @ direction.T, axis=0)                 # items x users
     key = drift * align[cols, rows] + rng.normal(0, 1, len(rows))
     return _deal_timestamps(key, rows, new, ts)
 
@@ -305,7 +318,7 @@ def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800
         ``world.dataset`` is the observable :class:`~perso_kit.data.Dataset` named ``"demo"``;
         ``world.true_utility(users, items)`` is the ground truth for simulations.
 
-    Size: up to :data:`MAX_CELLS` users x items cells (60 million: about 2 GB at the peak), the
+    Size: up to :data:`MAX_CELLS` users x items cells (60 million: 2.5 GB at the peak), the
     world is built as dense users x items arrays, as it always was. Above that, users are
     generated in chunks of about :data:`CHUNK_CELLS` cells (:func:`_make_world_chunked`), so
     memory grows with the interactions, not with users x items; such a world draws its own
@@ -327,18 +340,20 @@ def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800
 
     # user tastes: sparse weights over each attribute block, plus a dislike or two
     taste = _draw_tastes(rng, n_users)
-    utility = taste @ attrs.T + 0.5 * latent["quality"][None, :] \
-        + rng.normal(0, 0.6, (n_users, n_items))
-    utility = (utility - utility.mean(1, keepdims=True)) / utility.std(1, keepdims=True)
+    utility = taste @ attrs.T
+    utility += 0.5 * latent["quality"][None, :]
+    utility += rng.normal(0, 0.6, (n_users, n_items))
+    _standardize(utility, axis=1)
 
     # who watches what: Gumbel top-k = sampling without replacement, vectorized over users
     activity = np.clip(np.round(rng.lognormal(np.log(mean_activity) - 0.6, 1.1, n_users)),
                        3, int(0.4 * n_items)).astype(int)
     exposure = latent["buzz"].copy()
     exposure[latent["is_new"]] *= 0.6  # out for a few weeks only
-    logits = utility / 0.6 + np.log(exposure)[None, :]
-    keys = logits + rng.gumbel(size=logits.shape)
-    order = np.argsort(-keys, axis=1)
+    keys = utility / 0.6                                 # the logits, then Gumbel noise
+    keys += np.log(exposure)[None, :]
+    keys += rng.gumbel(size=keys.shape)
+    order = np.argsort(np.negative(keys, out=keys), axis=1)
     rows = np.repeat(np.arange(n_users), activity)
     cols = np.concatenate([order[u, :activity[u]] for u in range(n_users)])
 
@@ -379,9 +394,10 @@ def _chunk_utility(seed: int, chunk: int, n: int, attrs: np.ndarray,
     same numbers, so the ground truth can be recomputed instead of kept."""
     rng = np.random.default_rng([seed, 2, chunk])
     taste = _draw_tastes(rng, n)
-    utility = taste @ attrs.T + 0.5 * quality[None, :] + rng.normal(0, 0.6, (n, len(attrs)))
-    utility = (utility - utility.mean(1, keepdims=True)) / utility.std(1, keepdims=True)
-    return utility, rng
+    utility = taste @ attrs.T
+    utility += 0.5 * quality[None, :]
+    utility += rng.normal(0, 0.6, (n, len(attrs)))
+    return _standardize(utility, axis=1), rng
 
 
 class _ChunkedUtility:
@@ -435,8 +451,7 @@ def _make_world_chunked(seed, n_users, items, latent, attrs, mean_activity,
                       rng.integers(START, CUTOFF, len(cols)))
         align = np.zeros(len(rows))
         if drift:   # how far each watch points along the user's current interest
-            d = attrs @ _draw_tastes(direction_rng, n).T                 # items x users
-            d = (d - d.mean(0)) / d.std(0)
+            d = _standardize(attrs @ _draw_tastes(direction_rng, n).T, axis=0)  # items x users
             align = d[cols, rows]
         parts.append((rows + first, cols, ratings, ts, new, align))
     rows, cols, ratings, ts, new, align = (np.concatenate(a) for a in zip(*parts))
