@@ -262,6 +262,35 @@ def _standardize(a: np.ndarray, axis: int) -> np.ndarray:
     return a
 
 
+def _user_utility(rng: np.random.Generator, n_users: int, attrs: np.ndarray,
+                  quality: np.ndarray) -> np.ndarray:
+    """True utility of ``n_users`` new users for every item, as z-scores per user: tastes
+    (sparse weights over each attribute block, plus a dislike or two) times the items'
+    attributes, plus half the item's quality and personal noise."""
+    utility = _draw_tastes(rng, n_users) @ attrs.T
+    utility += 0.5 * quality[None, :]
+    utility += rng.normal(0, 0.6, (n_users, len(attrs)))
+    return _standardize(utility, axis=1)
+
+
+def _log_exposure(latent: dict) -> np.ndarray:
+    """Log of how visible each item is (its buzz; new items are out for a few weeks only),
+    as a 1 x items row."""
+    exposure = latent["buzz"].copy()
+    exposure[latent["is_new"]] *= 0.6
+    return np.log(exposure)[None, :]
+
+
+def _watch_keys(rng: np.random.Generator, utility: np.ndarray,
+                log_exposure: np.ndarray) -> np.ndarray:
+    """Gumbel keys of each user x item: a user's top-k keys are a draw of k items without
+    replacement, with odds ``exp(utility / 0.6) * exposure`` (a new array; ``utility`` is kept)."""
+    keys = utility / 0.6
+    keys += log_exposure
+    keys += rng.gumbel(size=keys.shape)
+    return keys
+
+
 def _order_by_drift(rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray,
                     new: np.ndarray, ts: np.ndarray, attrs: np.ndarray,
                     drift: float) -> np.ndarray:
@@ -338,21 +367,12 @@ def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800
     if n_users * n_items > MAX_CELLS:
         return _make_world_chunked(seed, n_users, items, latent, attrs, mean_activity, drift)
 
-    # user tastes: sparse weights over each attribute block, plus a dislike or two
-    taste = _draw_tastes(rng, n_users)
-    utility = taste @ attrs.T
-    utility += 0.5 * latent["quality"][None, :]
-    utility += rng.normal(0, 0.6, (n_users, n_items))
-    _standardize(utility, axis=1)
+    utility = _user_utility(rng, n_users, attrs, latent["quality"])
 
     # who watches what: Gumbel top-k = sampling without replacement, vectorized over users
     activity = np.clip(np.round(rng.lognormal(np.log(mean_activity) - 0.6, 1.1, n_users)),
                        3, int(0.4 * n_items)).astype(int)
-    exposure = latent["buzz"].copy()
-    exposure[latent["is_new"]] *= 0.6  # out for a few weeks only
-    keys = utility / 0.6                                 # the logits, then Gumbel noise
-    keys += np.log(exposure)[None, :]
-    keys += rng.gumbel(size=keys.shape)
+    keys = _watch_keys(rng, utility, _log_exposure(latent))
     order = np.argsort(np.negative(keys, out=keys), axis=1)
     rows = np.repeat(np.arange(n_users), activity)
     cols = np.concatenate([order[u, :activity[u]] for u in range(n_users)])
@@ -393,11 +413,7 @@ def _chunk_utility(seed: int, chunk: int, n: int, attrs: np.ndarray,
     chunk's random generator, ready for the chunk's next draws. The same arguments give the
     same numbers, so the ground truth can be recomputed instead of kept."""
     rng = np.random.default_rng([seed, 2, chunk])
-    taste = _draw_tastes(rng, n)
-    utility = taste @ attrs.T
-    utility += 0.5 * quality[None, :]
-    utility += rng.normal(0, 0.6, (n, len(attrs)))
-    return _standardize(utility, axis=1), rng
+    return _user_utility(rng, n, attrs, quality), rng
 
 
 class _ChunkedUtility:
@@ -428,9 +444,7 @@ def _make_world_chunked(seed, n_users, items, latent, attrs, mean_activity,
     time (each chunk with its own random generator), keeping only the interactions."""
     n_items = len(items)
     chunk_users = max(1, CHUNK_CELLS // n_items)
-    exposure = latent["buzz"].copy()
-    exposure[latent["is_new"]] *= 0.6
-    log_exposure = np.log(exposure)[None, :]
+    log_exposure = _log_exposure(latent)
     direction_rng = np.random.default_rng([seed, 1])
     parts = []
     for chunk, first in enumerate(range(0, n_users, chunk_users)):
@@ -438,7 +452,7 @@ def _make_world_chunked(seed, n_users, items, latent, attrs, mean_activity,
         utility, rng = _chunk_utility(seed, chunk, n, attrs, latent["quality"])
         activity = np.clip(np.round(rng.lognormal(np.log(mean_activity) - 0.6, 1.1, n)),
                            3, int(0.4 * n_items)).astype(int)
-        keys = utility / 0.6 + log_exposure + rng.gumbel(size=utility.shape)
+        keys = _watch_keys(rng, utility, log_exposure)
         top = int(activity.max())
         best = np.argpartition(-keys, top - 1, axis=1)[:, :top]      # Gumbel top-k, as above
         best = np.take_along_axis(best, np.argsort(-np.take_along_axis(keys, best, 1), 1), 1)
