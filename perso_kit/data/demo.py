@@ -251,14 +251,23 @@ def _draw_tastes(rng: np.random.Generator, n_users: int) -> np.ndarray:
 def _standardize(a: np.ndarray, axis: int) -> np.ndarray:
     """``(a - mean) / std`` along ``axis``, computed in ``a`` itself and returned.
 
-    The same numbers as the plain expression, with fewer temporaries: at ML-1M's size a
-    users x items array is 180 MB, and on a small machine writing fresh memory costs more
-    than the arithmetic.
+    The same numbers as the plain expression (``tests/test_demo_world.py`` checks it) without
+    its full-size temporaries: at ML-1M's size a users x items array is 180 MB, and on a small
+    virtual machine writing fresh memory can cost more than the arithmetic.
     """
-    mean = a.mean(axis, keepdims=True)
-    std = a.std(axis, keepdims=True)
-    a -= mean
-    a /= std
+    a -= a.mean(axis, keepdims=True)
+    # the standard deviation as np.std computes it (mean of the squared deviations, then the
+    # square root), squaring blocks of about a million cells instead of the whole array
+    std = np.empty([n if d != axis else 1 for d, n in enumerate(a.shape)])
+    lines = a.shape[1 - axis]
+    step = max(1, 2**20 // a.shape[axis])
+    for start in range(0, lines, step):
+        part = slice(start, start + step)
+        block = a[part] if axis == 1 else a[:, part]
+        np.add.reduce(block * block, axis=axis, keepdims=True,
+                      out=std[part] if axis == 1 else std[:, part])
+    std /= a.shape[axis]
+    a /= np.sqrt(std, out=std)
     return a
 
 
@@ -347,7 +356,7 @@ def make_world(seed: int | None = None, n_users: int = 1000, n_items: int = 1800
         ``world.dataset`` is the observable :class:`~perso_kit.data.Dataset` named ``"demo"``;
         ``world.true_utility(users, items)`` is the ground truth for simulations.
 
-    Size: up to :data:`MAX_CELLS` users x items cells (60 million: 2.5 GB at the peak), the
+    Size: up to :data:`MAX_CELLS` users x items cells (60 million: 2.0 GB at the peak), the
     world is built as dense users x items arrays, as it always was. Above that, users are
     generated in chunks of about :data:`CHUNK_CELLS` cells (:func:`_make_world_chunked`), so
     memory grows with the interactions, not with users x items; such a world draws its own
