@@ -79,6 +79,13 @@ def notebook_runs(tmp_path_factory):
     return run
 
 
+def _ran_to_the_end(notebook_runs, name: str, **parameters):
+    """``notebook_runs(name, ...)``, asserting that the notebook ran to the end."""
+    result = notebook_runs(name, **parameters)
+    assert result.status == "ok", f"{name} failed: {result.error}"
+    return result
+
+
 @pytest.fixture(scope="session")
 def notebook_records(notebook_runs):
     """The records (:func:`perso_kit.report.read_records`) of a notebook executed by
@@ -86,9 +93,7 @@ def notebook_records(notebook_runs):
     from perso_kit.report import read_records
 
     def records(name: str, **parameters) -> dict:
-        run = notebook_runs(name, **parameters)
-        assert run.status == "ok", f"{name} failed: {run.error}"
-        return read_records(run.output)
+        return read_records(_ran_to_the_end(notebook_runs, name, **parameters).output)
 
     return records
 
@@ -96,10 +101,7 @@ def notebook_records(notebook_runs):
 @pytest.fixture(scope="module")
 def run(request, notebook_runs):
     """The executed notebook named by the test module's ``NB`` (checked to have run to the end)."""
-    name = request.module.NB
-    result = notebook_runs(name)
-    assert result.status == "ok", f"{name} failed: {result.error}"
-    return result
+    return _ran_to_the_end(notebook_runs, request.module.NB)
 
 
 @pytest.fixture(scope="module")
